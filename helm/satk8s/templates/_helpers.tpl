@@ -1,0 +1,48 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "satk8s.labels" -}}
+app.kubernetes.io/name: satk8s
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: satk8s
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* The run ServiceAccount's name. */}}
+{{- define "satk8s.serviceAccountName" -}}
+{{- .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects are shared by every namespace: prefix them with this one. */}}
+{{- define "satk8s.clusterName" -}}
+{{- printf "%s-%s" .root.Release.Namespace .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Kueue object names for one GPU pool (dict "root" $ "pool" $pool). */}}
+{{- define "satk8s.flavorName" -}}
+{{- include "satk8s.clusterName" (dict "root" .root "name" (printf "satk8s-%s" .pool.name)) -}}
+{{- end -}}
+{{- define "satk8s.localQueueName" -}}
+{{- printf "satk8s-%s" .pool.name -}}
+{{- end -}}
+
+{{/*
+The names of the secrets the run ServiceAccount may read through the API: only the S3 one,
+which KFP's launcher fetches itself. Hub and judge secrets reach steps as env (secretKeyRef),
+which the kubelet resolves, so the run ServiceAccount needs no API access to them.
+*/}}
+{{- define "satk8s.s3SecretInUse" -}}
+{{- if ne .Values.secrets.s3.source "fromEnv" }}true{{ end -}}
+{{- end -}}
+
+{{/* Fail early, with the key to fix, when a source needs a value that is empty. */}}
+{{- define "satk8s.checkSecret" -}}
+{{- $s := .secret -}}
+{{- if and (eq $s.source "external") (not .root.Values.externalSecrets.secretStoreRef.name) -}}
+{{- fail (printf "secrets.%s.source=external needs externalSecrets.secretStoreRef.name" .key) -}}
+{{- end -}}
+{{- if and (eq $s.source "external") (not $s.external.remoteKey) -}}
+{{- fail (printf "secrets.%s.source=external needs secrets.%s.external.remoteKey" .key .key) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,113 @@
+"""The `satk8s` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from satk8s.errors import Satk8sError
+from satk8s.steps import STEPS, Step
+
+app = typer.Typer(
+    help="satk8s: learning from saturated data, from a laptop to a GPU cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+tiny_app = typer.Typer(help="The tiny embedded base model.", no_args_is_help=True)
+step_app = typer.Typer(help="Run one pipeline step on store locations.", no_args_is_help=True)
+app.add_typer(tiny_app, name="tiny")
+app.add_typer(step_app, name="step")
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@tiny_app.command("build")
+def tiny_build(
+    out: Path = typer.Option(..., "--out", help="Directory to write the checkpoint into."),
+    seed: int = typer.Option(0, help="Seed for data and initialisation."),
+    set_: list[str] = typer.Option([], "--set", help="TinyBuildConfig override, key=value."),
+) -> None:
+    """Train the tiny Qwen3 base model from scratch on CPU and save a HF checkpoint."""
+    from satk8s.config import build_config
+    from satk8s.tiny import TinyBuildConfig, build_tiny_model
+
+    try:
+        config = build_config(TinyBuildConfig, [*set_, f"seed={seed}"])
+        summary = build_tiny_model(out, config)
+    except Satk8sError as err:
+        _fail(err)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _parse_inputs(items: list[str], step: Step) -> dict[str, str]:
+    inputs = dict(item.split("=", 1) for item in items if "=" in item)
+    allowed = set(step.inputs) | set(step.optional_inputs)
+    bad = [i for i in items if "=" not in i] + sorted(set(inputs) - allowed)
+    missing = sorted(set(step.inputs) - set(inputs))
+    if bad or missing:
+        usage = " ".join(
+            [f"{n}=URI" for n in step.inputs] + [f"{n}=URI (optional)" for n in step.optional_inputs]
+        )
+        raise typer.BadParameter(
+            f"step '{step.name}' takes --input {usage or '(none)'}; "
+            f"unexpected: {bad or 'none'}, missing: {missing or 'none'}"
+        )
+    return inputs
+
+
+def _register_step(step: Step) -> None:
+    name = step.name
+
+    def command(
+        out: str = typer.Option(..., "--out", help="Output location (path or file://, s3://)."),
+        input_: list[str] = typer.Option([], "--input", "-i", help="Input location, NAME=URI."),
+        set_: list[str] = typer.Option([], "--set", help="Config override, key=value (dotted)."),
+        force: bool = typer.Option(False, help="Recompute even if a finished output exists."),
+    ) -> None:
+        from satk8s.config import build_config
+
+        inputs = _parse_inputs(input_, step)
+        try:
+            config = build_config(step.config, set_)
+            summary = step.run(out=out, config=config, force=force, **inputs)
+        except Satk8sError as err:
+            _fail(err)
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+    # The step module's first docstring line says what the step does ("Step `x`: ...").
+    what = (sys.modules[step.run.__module__].__doc__ or name).strip().splitlines()[0]
+    what = what.split(": ", 1)[-1]
+    optional = f" (optional: {', '.join(step.optional_inputs)})" if step.optional_inputs else ""
+    inputs = ", ".join(step.inputs) or "none"
+    command.__doc__ = f"{what[0].upper()}{what[1:]} Inputs: {inputs}{optional}."
+    step_app.command(name)(command)
+
+
+for _step in STEPS.values():
+    _register_step(_step)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(
+        Path(".demo"), help="Where models and outputs go (file:// store)."
+    ),
+    force: bool = typer.Option(False, help="Recompute every step."),
+) -> None:
+    """The whole method locally on CPU with the tiny embedded model."""
+    from satk8s.demo import run_demo
+
+    try:
+        run_demo(workdir, force=force)
+    except Satk8sError as err:
+        _fail(err)
+
+
+if __name__ == "__main__":
+    app()

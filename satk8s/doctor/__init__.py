@@ -1,0 +1,22 @@
+"""`satk8s doctor`: checks that a cluster and one namespace are ready for satk8s runs.
+
+GPU nodes per pool, the Kubeflow Pipelines API, the namespace's kfp-launcher and satk8s-settings
+ConfigMaps and Secrets, and a probe write to the bucket. Each check returns a CheckResult with a
+status, what it saw, and the fix.
+"""
+
+from satk8s.doctor.context import DoctorContext, DoctorOptions
+from satk8s.doctor.result import CheckResult, Status
+from satk8s.doctor.runner import CHECK_NAMES, CHECKS, failed, format_report, run_doctor
+
+__all__ = [
+    "CHECKS",
+    "CHECK_NAMES",
+    "CheckResult",
+    "DoctorContext",
+    "DoctorOptions",
+    "Status",
+    "failed",
+    "format_report",
+    "run_doctor",
+]

@@ -1,0 +1,91 @@
+"""What every check shares: the API client, the namespace, the options, and cached reads."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+TIMEOUT_S = 10
+"""Per request: a doctor answers in seconds, even against an unreachable cluster."""
+
+LAUNCHER_CONFIGMAP = "kfp-launcher"
+SETTINGS_CONFIGMAP = "satk8s-settings"
+
+
+@dataclass
+class DoctorOptions:
+    """What the user asked to check."""
+
+    namespace: str
+    kfp_host: str | None = None
+    """KFP API base URL as given to kfp.Client (e.g. https://kubeflow.example.com/pipeline).
+    None: reach KFP through the API server's service proxy."""
+    kfp_token: str | None = None
+    kfp_namespace: str = "kubeflow"
+    """Namespace of KFP's ml-pipeline Service, for the service-proxy route."""
+    bucket: str | None = None
+    """s3://bucket[/prefix] to probe; None: the namespace's pipeline root."""
+
+
+@dataclass
+class DoctorContext:
+    api: client.ApiClient
+    options: DoctorOptions
+    _configmaps: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    _secrets: dict[str, dict[str, str] | None] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return self.options.namespace
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def configmap(self, name: str) -> dict[str, str] | None:
+        """The ConfigMap's data in the namespace, or None if it does not exist.
+        Other API errors (403, 5xx, unreachable) propagate to the check."""
+        if name not in self._configmaps:
+            try:
+                cm = self.core.read_namespaced_config_map(
+                    name, self.namespace, _request_timeout=TIMEOUT_S
+                )
+                self._configmaps[name] = dict(cm.data or {})
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                self._configmaps[name] = None
+        return self._configmaps[name]
+
+    def secret(self, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded, or None if it does not exist. Values stay in memory:
+        nothing here prints or logs them."""
+        if name not in self._secrets:
+            try:
+                secret = self.core.read_namespaced_secret(
+                    name, self.namespace, _request_timeout=TIMEOUT_S
+                )
+                data: dict[str, Any] = secret.data or {}
+                self._secrets[name] = {
+                    k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()
+                }
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                self._secrets[name] = None
+        return self._secrets[name]
+
+
+def api_error_text(err: Exception) -> str:
+    """A one-line description of a Kubernetes API failure."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status} {err.reason}".strip()
+    return f"{type(err).__name__}: {err}"
+
+
+def forbidden(err: Exception) -> bool:
+    return isinstance(err, ApiException) and err.status in (401, 403)

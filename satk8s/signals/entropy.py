@@ -1,0 +1,192 @@
+"""Signal `entropy`: mean full-vocabulary token entropy of each kept solution under the policy.
+
+One teacher-forced pass over prompt + completion per solution. The completion is the stored
+`token_ids` (exactly what was sampled, not a re-tokenisation of the text); the prompt is
+tokenised as the generation backends do (`tokenizer(prompt)`). The entropy at completion
+token t is that of the policy's raw next-token distribution at position t - 1, over the whole
+vocabulary: vLLM returns no entropy, and top-k logprobs only approximate it.
+
+Memory: the model runs to its last hidden states only; `lm_head` and log-softmax are applied
+to `chunk_size` completion positions at a time, so no [batch, seq, vocab] float32 tensor is
+ever built (for a 152K vocabulary that tensor is 0.6 GB per 1,000 tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyarrow as pa
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from satk8s.errors import ConfigError, DataError
+from satk8s.signals.schema import ScoreRow, scores_table
+
+SIGNAL = "entropy"
+DIRECTIONS = ("lower_is_better", "higher_is_better")
+
+
+@dataclass(frozen=True)
+class EntropyConfig:
+    batch_size: int = 8
+    """Solutions (prompt + completion sequences) per forward pass."""
+    chunk_size: int = 512
+    """Completion positions turned into vocabulary-sized logits at once. Peak extra memory is
+    a few times chunk_size x vocab x 4 bytes (512 x 152K: about 0.3 GB per copy)."""
+    direction: str = "lower_is_better"
+    """"lower_is_better" (default: a confident solution is a better one, score = -mean
+    entropy) or "higher_is_better" (score = +mean entropy). raw_score is always the mean."""
+    tail_fraction: float = 0.1
+    """details["tail"] is the mean entropy of this fraction of the solution's most uncertain
+    tokens (at least one token): where the model hesitated, which the mean can hide."""
+    device: str = "auto"
+    """"auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ..."""
+    dtype: str = "auto"
+    """Model weights dtype: "auto" (the checkpoint's own), "float32", "bfloat16", "float16".
+    Logits are upcast to float32 before the softmax either way."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk_size", f"must be at least 1, got {self.chunk_size}")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(
+                "direction", f"must be one of {', '.join(DIRECTIONS)}, got '{self.direction}'"
+            )
+        if not 0.0 < self.tail_fraction <= 1.0:
+            raise ConfigError("tail_fraction", f"must be in (0, 1], got {self.tail_fraction}")
+        if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ConfigError(
+                "dtype", f"unknown dtype '{self.dtype}'; use auto, float32, bfloat16, float16"
+            )
+
+
+@torch.inference_mode()
+def token_entropies(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    chunk_size: int,
+) -> list[torch.Tensor]:
+    """Per row, the entropy (nats, float32) of the model's next-token distribution at each
+    position where `completion_mask` is true, i.e. the distribution each completion token
+    was drawn from. Works with left or right padding ([batch, seq] tensors)."""
+    if completion_mask[:, 0].any():
+        raise ValueError("the first position cannot be a completion token: nothing predicts it")
+    # Positions from the mask, as generate does, so padding never shifts a row's positions.
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = model.get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+    ).last_hidden_state
+    # Token t is predicted by the hidden state at t - 1.
+    predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
+    predicts[:, :-1] = completion_mask[:, 1:].bool()
+    rows, cols = predicts.nonzero(as_tuple=True)  # row-major: each row's tokens in order
+    states = hidden[rows, cols]
+    head = model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)  # Gemma-style models
+    out = torch.empty(states.shape[0], dtype=torch.float32, device=states.device)
+    for start in range(0, states.shape[0], chunk_size):
+        logits = head(states[start : start + chunk_size]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        logp = torch.log_softmax(logits, dim=-1)
+        # p * log p is 0 where p underflows to 0 (log p may be -inf for masked logits).
+        plogp = torch.where(logp > -torch.inf, logp.exp() * logp, 0.0)
+        out[start : start + chunk_size] = -plogp.sum(-1)
+    return list(out.cpu().split(predicts.sum(1).tolist()))
+
+
+def entropy_scores(
+    kept: pa.Table, model_dir: str, config: EntropyConfig = EntropyConfig()
+) -> pa.Table:
+    """A SCORES_SCHEMA table (signal "entropy") with one row per kept solution."""
+    missing = [
+        c
+        for c in ("question_id", "sample_index", "prompt", "token_ids")
+        if c not in kept.column_names
+    ]
+    if missing:
+        raise DataError(
+            "kept",
+            f"missing column(s) {', '.join(missing)}; is this the kept table of the saturate step?",
+        )
+    if kept.num_rows == 0:
+        return scores_table([])
+    qids = kept.column("question_id").to_pylist()
+    indices = kept.column("sample_index").to_pylist()
+    prompts = kept.column("prompt").to_pylist()
+    completions = kept.column("token_ids").to_pylist()
+    for qid, idx, ids in zip(qids, indices, completions, strict=True):
+        if not ids:
+            raise DataError("kept", f"question {qid} sample {idx} has no completion tokens")
+
+    model, tokenizer, device = _load(model_dir, config.device, config.dtype)
+    # n samples share each prompt: tokenise every distinct prompt once.
+    prompt_ids = {p: tokenizer(p)["input_ids"] for p in set(prompts)}
+    sequences = [prompt_ids[p] + list(c) for p, c in zip(prompts, completions, strict=True)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # Longest first, so similar lengths share a batch (less padding, same results).
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    entropies: dict[int, torch.Tensor] = {}
+    for start in range(0, len(order), config.batch_size):
+        batch = order[start : start + config.batch_size]
+        width = max(len(sequences[i]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        completion = torch.zeros((len(batch), width), dtype=torch.bool)
+        for r, i in enumerate(batch):
+            # Right padding: pads come after every real token, so causal attention never sees them.
+            n, n_prompt = len(sequences[i]), len(prompt_ids[prompts[i]])
+            ids[r, :n] = torch.tensor(sequences[i])
+            attention[r, :n] = 1
+            completion[r, n_prompt:n] = True
+        found = token_entropies(
+            model, ids.to(device), attention.to(device), completion.to(device), config.chunk_size
+        )
+        entropies.update(zip(batch, found, strict=True))
+
+    sign = -1.0 if config.direction == "lower_is_better" else 1.0
+    rows = []
+    for i, (qid, idx) in enumerate(zip(qids, indices, strict=True)):
+        details = summarize(entropies[i], config.tail_fraction)
+        rows.append(ScoreRow(qid, idx, SIGNAL, sign * details["mean"], details["mean"], details))
+    return scores_table(rows)
+
+
+def summarize(entropies: torch.Tensor, tail_fraction: float) -> dict[str, float | int]:
+    """mean, min, max, tail (mean of the top `tail_fraction` highest entropies) and n_tokens."""
+    values = entropies.double()
+    k = max(1, math.ceil(tail_fraction * values.numel()))
+    return {
+        "mean": values.mean().item(),
+        "min": values.min().item(),
+        "max": values.max().item(),
+        "tail": values.topk(k).values.mean().item(),
+        "n_tokens": values.numel(),
+    }
+
+
+def _load(
+    model_dir: str, device: str, dtype: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, torch.device]:
+    """Model (eval mode, on its device), tokenizer and device."""
+    where = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "auto"
+        else torch.device(device)
+    )
+    # "auto" keeps the checkpoint's own dtype; EntropyConfig has checked any other name.
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(where).eval()
+    return model, tokenizer, where

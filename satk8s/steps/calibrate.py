@@ -1,0 +1,63 @@
+"""Step `calibrate`: how well each signal agrees with the external judge."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from satk8s.calibration import calibrate as calibrate_signals
+from satk8s.calibration import calibration_markdown
+from satk8s.errors import ConfigError, DataError
+from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    n_boot: int = 1000
+    """Bootstrap resamples (over questions) for every confidence interval."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 10:
+            raise ConfigError("n_boot", f"must be >= 10, got {self.n_boot}")
+
+
+def split_locations(value: str) -> list[str]:
+    """A comma-separated list of locations (the form a pipeline passes a list of outputs in)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def calibrate(
+    scores: str,
+    judge: str,
+    out: str,
+    config: CalibrateConfig = CalibrateConfig(),
+    force: bool = False,
+) -> dict[str, Any]:
+    """`scores` is a comma-separated list of signal outputs, `judge` the external judge's.
+    Writes `calibration.json` and `calibration.md`."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    signals, diagnostics = {}, None
+    for location in split_locations(scores):
+        root = input_path(location, "scores", "step")
+        table = pq.read_table(root / "scores.parquet")
+        names = set(table.column("signal").to_pylist())
+        if len(names) > 1:
+            raise DataError(str(root), f"scores of several signals in one table: {sorted(names)}")
+        name = finished_summary(location)["signal"]  # type: ignore[index]
+        signals[name] = table
+        if name == "self_judge":
+            diagnostics = json.loads((root / "diagnostics.json").read_text())
+    judge_table = pq.read_table(input_path(judge, "judge", "step") / "scores.parquet")
+    summary = calibrate_signals(signals, judge_table, diagnostics, config.seed, config.n_boot)
+    root = open_output(out, force)
+    (root / "calibration.json").write_text(json.dumps(summary, indent=2))
+    (root / "calibration.md").write_text(calibration_markdown(summary))
+    return commit(root, "calibrate", config, {"scores": scores, "judge": judge}, summary, started)

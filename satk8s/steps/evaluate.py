@@ -1,0 +1,89 @@
+"""Step `evaluate`: greedy accuracy (and pass@k / maj@k) of one model on every eval set."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from satk8s.errors import ConfigError, DataError
+from satk8s.evaluation.evaluate import EvalConfig, evaluate_model
+from satk8s.steps.calibrate import split_locations
+from satk8s.steps.generate import check_model_reference
+from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.tasks.io import read_questions
+
+
+@dataclass(frozen=True)
+class EvaluateStepConfig:
+    splits: tuple[str, ...] = ("eval_id", "eval_hard")
+    """Eval sets by split name, looked up in the question locations in order (e.g. arith's
+    eval_id and eval_hard, gsm8k's test)."""
+    model: str = ""
+    """The model to evaluate when no trained-model input is given (the base model)."""
+    algorithm: str = "base"
+    """Label for the report: the training algorithm, or "base"."""
+    signal: str = "none"
+    """Label for the report: the signal the training set was built with."""
+    seed: int = 0
+    """Label for the report: the training seed (pairs Δ vs SFT within a seed)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Backend, max tokens, bootstrap, pass@k settings."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits))
+        if not self.splits:
+            raise ConfigError("splits", "name at least one eval split")
+
+
+def _eval_sets(questions: str, splits: tuple[str, ...]) -> dict[str, tuple[list, list]]:
+    roots = [input_path(loc, "questions", "step") for loc in split_locations(questions)]
+    sets = {}
+    for split in splits:
+        root = next((r for r in roots if (r / f"{split}.parquet").is_file()), None)
+        if root is None:
+            raise DataError(questions, f"no question location has the eval split '{split}'")
+        sets[split] = read_questions(root, split)
+    return sets
+
+
+def evaluate(
+    questions: str, out: str, config: EvaluateStepConfig, model: str = "", force: bool = False
+) -> dict[str, Any]:
+    """`model` is a train step's output (its `model/` is evaluated); without it, `config.model`.
+    Writes `per_question.parquet` and `summary.json`."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    sets = _eval_sets(questions, config.splits)
+    if model:
+        model_dir = str(input_path(model, "model", "step") / "model")
+    elif config.model:
+        model_dir = config.model
+        check_model_reference(model_dir)
+    else:
+        raise ConfigError("model", "give a trained-model input or config.model")
+    per_question, summary = evaluate_model(model_dir, sets, config.eval)
+    summary.update(algorithm=config.algorithm, signal=config.signal, seed=config.seed)
+    root = open_output(out, force)
+    pq.write_table(per_question, root / "per_question.parquet")
+    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    inputs = {"questions": questions, "model": model}
+    return commit(root, "evaluate", config, inputs, summary, started)
+
+
+def load_evaluation(location: str) -> dict[str, Any]:
+    """A finished evaluation as a report cell: labels, summary and per-question table path."""
+    root = input_path(location, "evaluation", "step")
+    summary = json.loads((root / "summary.json").read_text())
+    return {
+        "algorithm": summary["algorithm"],
+        "signal": summary["signal"],
+        "seed": summary["seed"],
+        "summary": summary,
+        "per_question": str(Path(root) / "per_question.parquet"),
+    }

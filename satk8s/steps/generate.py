@@ -1,0 +1,87 @@
+"""Step `generate`: n samples per question with token ids and logprobs, in resumable shards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from satk8s.errors import ConfigError, DataError
+from satk8s.generation import SamplingConfig, generate_sharded, load_backend
+from satk8s.steps.outputs import commit, commit_partial, finished_summary, input_path, open_output
+from satk8s.store.stage_model import resolve_model
+from satk8s.tasks.io import read_questions
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    model: str = ""
+    """The policy: a local checkpoint directory or a hub id (`Qwen/Qwen3-1.7B-Base`)."""
+    backend: str = "hf"
+    """`hf` (transformers; CPU or GPU) or `vllm` (GPU only)."""
+    split: str = "train"
+    """Which question split to sample."""
+    limit: int | None = None
+    """Sample only the first N questions of the split."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """n, temperature, top_p, top_k, max_new_tokens, stop strings, seed."""
+    shard_size: int = 64
+    """Questions per committed shard: a restarted run resumes after the last finished shard."""
+    batch_size: int = 64
+    """Sequences per forward batch (`hf`)."""
+    tensor_parallel_size: int = 1
+    """GPUs per model (`vllm`)."""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model", "no model given; pass a checkpoint directory or a hub id")
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                "backend", f"unknown backend '{self.backend}'; choose one of: hf, vllm"
+            )
+        for name in ("shard_size", "batch_size", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("limit", f"must be >= 1 or unset, got {self.limit}")
+
+
+def check_model_reference(model: str) -> None:
+    """Fail early on a local model path that does not exist (a hub id is checked when loaded)."""
+    looks_local = model.startswith(("/", ".", "~", "file://")) or Path(model).exists()
+    if looks_local and not Path(model.removeprefix("file://")).expanduser().is_dir():
+        raise DataError(model, "model directory does not exist")
+
+
+def generate(
+    questions: str, out: str, config: GenerateConfig, force: bool = False
+) -> dict[str, Any]:
+    """Writes `shard-NNNNN.parquet` files of samples (schema: `satk8s.generation.SAMPLES_SCHEMA`)."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    qs, prompts = read_questions(input_path(questions, "questions", "step"), config.split)
+    qs, prompts = qs[: config.limit], prompts[: config.limit]
+    model = resolve_model(config.model)  # a hub id, a local directory or an s3:// prefix
+    root = open_output(out, force)  # committed shards come back: the run resumes after them
+    options = (
+        {"batch_size": config.batch_size}
+        if config.backend == "hf"
+        else {"tensor_parallel_size": config.tensor_parallel_size}
+    )
+    backend = load_backend(config.backend, model, **options)
+    if config.model.startswith("s3://"):
+        backend.model_id = config.model  # the reference, not this machine's cache path
+    summary = generate_sharded(
+        backend,
+        qs,
+        prompts,
+        config.sampling,
+        root,
+        config.shard_size,
+        on_shard=lambda path: commit_partial(root, path.name),
+    )
+    return commit(root, "generate", config, {"questions": questions}, summary, started)

@@ -1,0 +1,61 @@
+"""Step `report`: the results table, figures and calibration, as Markdown, HTML and JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from satk8s.errors import DataError
+from satk8s.report.report import build_report
+from satk8s.steps.calibrate import split_locations
+from satk8s.steps.evaluate import load_evaluation
+from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    title: str = "satk8s report"
+    """Shown in the summary; the report's sections are fixed."""
+
+
+def report(
+    evaluations: str,
+    out: str,
+    config: ReportConfig = ReportConfig(),
+    saturation: str = "",
+    calibration: str = "",
+    force: bool = False,
+) -> dict[str, Any]:
+    """`evaluations` is a comma-separated list of evaluate outputs, the base model's among them.
+    Writes report.md, report.html (self-contained), report.json and PNG figures."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    runs = [load_evaluation(loc) for loc in split_locations(evaluations)]
+    bases = [r for r in runs if r["algorithm"] == "base"]
+    if len(bases) != 1:
+        raise DataError(evaluations, f"need exactly one base-model evaluation, got {len(bases)}")
+    cells = [r for r in runs if r["algorithm"] != "base"]
+    sat = None
+    if saturation:
+        sat = json.loads(
+            (input_path(saturation, "saturation", "step") / "summary.json").read_text()
+        )
+    cal_summary = cal_md = None
+    if calibration:
+        root = input_path(calibration, "calibration", "step")
+        cal_summary = json.loads((root / "calibration.json").read_text())
+        cal_md = (root / "calibration.md").read_text()
+    root = open_output(out, force)
+    written = build_report(cells, bases[0], sat, cal_summary, cal_md, root)
+    summary = {
+        "title": config.title,
+        "cells": len(cells),
+        "report": str(root / "report.md"),
+        "html": str(root / "report.html"),
+        "table_markdown": written["table_markdown"],
+    }
+    inputs = {"evaluations": evaluations, "saturation": saturation, "calibration": calibration}
+    return commit(root, "report", config, inputs, summary, started)

@@ -1,0 +1,81 @@
+"""Step `signals`: score every correct solution of every saturated question with one signal."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from satk8s.errors import ConfigError
+from satk8s.signals.entropy import EntropyConfig, entropy_scores
+from satk8s.signals.external_judge import ExternalJudgeConfig, external_judge_scores
+from satk8s.signals.random_control import random_scores
+from satk8s.signals.self_judge import SelfJudgeConfig, self_judge_scores
+from satk8s.steps.generate import check_model_reference
+from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+
+SIGNALS = ("entropy", "self_judge", "external_judge", "random")
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    signal: str = "entropy"
+    """Which signal: `entropy`, `self_judge`, `external_judge` or `random`."""
+    model: str = ""
+    """The policy model (entropy, self_judge): the model that generated the samples."""
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    """Settings of the entropy signal."""
+    self_judge: SelfJudgeConfig = field(default_factory=SelfJudgeConfig)
+    """Settings of the self-judge signal."""
+    external_judge: ExternalJudgeConfig = field(default_factory=ExternalJudgeConfig)
+    """Settings of the external judge (kind, model or endpoint, template)."""
+    random_seed: int = 0
+    """Seed of the random control."""
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise ConfigError(
+                "signal", f"unknown signal '{self.signal}'; choose one of: {', '.join(SIGNALS)}"
+            )
+        if self.signal in ("entropy", "self_judge") and not self.model:
+            raise ConfigError("model", f"signal '{self.signal}' needs the policy model")
+
+
+def _compute(kept: pa.Table, config: SignalConfig) -> tuple[pa.Table, pa.Table | None, dict]:
+    if config.signal == "random":
+        return random_scores(kept, config.random_seed), None, {}
+    if config.signal == "entropy":
+        return entropy_scores(kept, config.model, config.entropy), None, {}
+    if config.signal == "self_judge":
+        return self_judge_scores(kept, config.model, config.self_judge)
+    return external_judge_scores(kept, config.external_judge)
+
+
+def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dict[str, Any]:
+    """Writes `scores.parquet` (SCORES_SCHEMA), and for judges `pairs.parquet` and
+    `diagnostics.json` (position bias, order consistency, invalid verdicts)."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
+    if config.signal in ("entropy", "self_judge"):
+        check_model_reference(config.model)
+    scores, pairs, diagnostics = _compute(table, config)
+    root = open_output(out, force)
+    pq.write_table(scores, root / "scores.parquet")
+    if pairs is not None:
+        pq.write_table(pairs, root / "pairs.parquet")
+    (root / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2, default=str))
+    summary = {
+        "signal": config.signal,
+        "solutions": table.num_rows,
+        "scored": scores.num_rows,
+        "questions": len(set(table.column("question_id").to_pylist())),
+        **({"note": "empty saturated set"} if table.num_rows == 0 else {}),
+        **{k: v for k, v in diagnostics.items() if k in ("position_bias", "order_consistency")},
+    }
+    return commit(root, "signals", config, {"kept": kept}, summary, started)

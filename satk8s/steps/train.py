@@ -1,0 +1,43 @@
+"""Step `train`: fine-tune the policy on one training set with TRL."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from satk8s.errors import ConfigError
+from satk8s.steps.generate import check_model_reference
+from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.training.datasets import validate_training_set
+from satk8s.training.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class TrainStepConfig:
+    model: str = ""
+    """The model to start from (the policy that generated the samples)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Trainer settings (algorithm, learning rate, steps, LoRA, DPO beta, ...)."""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model", "no model given to train")
+
+
+def train_model(
+    dataset: str, out: str, config: TrainStepConfig, force: bool = False
+) -> dict[str, Any]:
+    """Writes `checkpoints/` (resumable) and `model/` (a plain HF checkpoint directory)."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    table = pq.read_table(input_path(dataset, "dataset", "step") / "train.parquet")
+    # Bad rows fail here, before a model is loaded or a GPU is touched.
+    validate_training_set(table, config.train.algorithm, source=f"{dataset}/train.parquet")
+    check_model_reference(config.model)
+    root = open_output(out, force)  # checkpoints already there are resumed from
+    summary = train(table, config.model, root, config.train)
+    return commit(root, "train", config, {"dataset": dataset}, summary, started)

@@ -1,0 +1,42 @@
+"""satk8s.store: the artifact store behind every step.
+
+- `base`: one interface over `file://` and `s3://` (`get_store`, `put_dir`, `get_dir`, ...).
+- `settings`: how to reach S3 (endpoint, region, addressing, credentials; never logged).
+- `keys`: content-addressed output locations (`step_key`, `output_uri`).
+- `manifest`: the file that marks an output finished, written last.
+- `fetch`: finished outputs, read back verified; `inventory`, `gc`: what the store holds.
+- `stage_model`: model references and the hub mirror.
+Steps use all this through `satk8s.steps.outputs`.
+"""
+
+from satk8s.store.base import (
+    ObjectInfo,
+    Store,
+    configure,
+    get_dir,
+    get_file,
+    get_store,
+    put_dir,
+    put_file,
+)
+from satk8s.store.errors import CorruptObjectError, StoreError
+from satk8s.store.keys import current_code_version, input_digest, output_uri, step_key
+from satk8s.store.settings import S3Settings
+
+__all__ = [
+    "CorruptObjectError",
+    "ObjectInfo",
+    "S3Settings",
+    "Store",
+    "StoreError",
+    "configure",
+    "current_code_version",
+    "get_dir",
+    "get_file",
+    "get_store",
+    "input_digest",
+    "output_uri",
+    "put_dir",
+    "put_file",
+    "step_key",
+]

@@ -1,0 +1,119 @@
+"""Content-addressed keys of step outputs.
+
+A step's output location is `<root>/steps/<step>/<key>` where the key hashes everything that
+decides the output: the step name, its resolved config, the digests of its inputs and the
+code version. The same work always lands at the same location, so a finished output there is a
+cache hit whoever computes it: another grid cell, a re-submission, a laptop or the cluster.
+
+Input digests chain: an upstream step output's digest is its key (known before it runs, so a
+whole DAG's locations can be computed up front); an external input (a data file, a model
+directory) is digested by content (`input_digest`).
+
+The code version is `satk8s.__version__` when the package sets one, else
+`<installed version>+src.<hash of every satk8s/**/*.py>`: any source change gives new keys
+(conservative: a stale result is worse than a recompute). `SATK8S_CODE_VERSION` overrides it,
+e.g. to pin the version a step image was built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from satk8s.store.uri import join
+
+KEY_LENGTH = 32  # hex characters: 128 bits
+
+
+def canonical_json(value: Any) -> str:
+    """Stable text for hashing: dataclasses as dicts, sorted keys, tuples as lists."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return plain(dataclasses.asdict(v))
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def step_key(
+    step: str,
+    config: Any,
+    input_digests: dict[str, str | None],
+    code_version: str | None = None,
+) -> str:
+    """The content address of a step's output (hex, `KEY_LENGTH` characters)."""
+    payload = {
+        "step": step,
+        "config": config,
+        "inputs": dict(sorted(input_digests.items())),
+        "code": code_version if code_version is not None else current_code_version(),
+    }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:KEY_LENGTH]
+
+
+def output_uri(root: str, step: str, key: str) -> str:
+    """Where the output of `step` with `key` lives under the store root."""
+    return join(root, "steps", step, key)
+
+
+@functools.lru_cache(maxsize=1)
+def current_code_version() -> str:
+    if override := os.environ.get("SATK8S_CODE_VERSION"):
+        return override
+    import satk8s
+
+    if version := getattr(satk8s, "__version__", None):
+        return str(version)
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        installed = dist_version("satk8s")
+    except PackageNotFoundError:
+        installed = "0"
+    return f"{installed}+src.{source_hash(Path(satk8s.__file__).parent)}"
+
+
+def source_hash(package_dir: Path) -> str:
+    """A hash of every .py file below `package_dir` (paths and bytes), 12 hex characters."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def input_digest(uri: str) -> str:
+    """The digest of an input: a step output's key (else its content digest) from its
+    manifest; any other file or prefix by the (path, sha256) of its objects."""
+    from satk8s.store.base import get_store
+    from satk8s.store.layout import is_hidden, manifest_uri
+    from satk8s.store.manifest import content_digest, parse_manifest
+
+    store = get_store(uri)
+    manifest = parse_manifest(store.read_bytes(manifest_uri(uri)), manifest_uri(uri))
+    if manifest is not None:
+        return manifest.get("key") or manifest.get("digest") or content_digest(manifest["files"])
+    if store.exists(uri):
+        return hashlib.sha256((store.sha256(uri) or "").encode()).hexdigest()
+    prefix = uri.rstrip("/") + "/"
+    files = [
+        {"path": o.uri[len(prefix) :], "sha256": store.sha256(o.uri) or f"size:{o.size}"}
+        for o in store.list(uri)
+        if not is_hidden(o.uri[len(prefix) :])
+    ]
+    return content_digest(files)

@@ -1,0 +1,88 @@
+"""Keep credentials out of logs, manifests and error messages.
+
+Secret values are taken from the environment (any variable whose name looks like a secret) and
+from the S3 settings in use; every occurrence is replaced by `***`. Config keys that name a
+secret (`api_key`, `password`, ...) have their values replaced in manifests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "***"
+_SECRET_NAME = re.compile(
+    r"(^|_)(api_?key|access_?key(_id)?|secret(_access)?(_key)?|password|passwd|token|"
+    r"session_token|auth_token|credentials?)$",
+    re.IGNORECASE,
+)
+# user:password@ in URLs (an endpoint or a proxy may carry credentials).
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+_MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
+_extra_secrets: set[str] = set()
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a config key or environment variable name denotes a credential."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Add values (e.g. credentials given in config, not the environment) to mask everywhere."""
+    _extra_secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_LEN)
+
+
+def known_secrets() -> list[str]:
+    """Every value to mask, longest first (so a secret containing another is masked whole)."""
+    from_env = {v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= _MIN_SECRET_LEN}
+    return sorted(from_env | _extra_secrets, key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every known secret and every URL password replaced by `***`."""
+    for secret in known_secrets():
+        text = text.replace(secret, MASK)
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+
+
+def redact_obj(value: Any) -> Any:
+    """A JSON-like value with secret-named keys masked and secrets in strings replaced."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if is_secret_name(str(k)) and v else redact_obj(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_obj(v) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's final message (botocore's debug logs print request headers,
+    session tokens included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = RedactingFilter()
+_LIBRARY_LOGGERS = ("satk8s", "boto3", "botocore", "s3transfer", "urllib3")
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every existing logger of satk8s and the AWS libraries.
+
+    A logger's filters see only records created on that logger, not its children's, so each
+    one gets it; called again whenever a client is made, it reaches loggers created since.
+    """
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LIBRARY_LOGGERS]
+    for name in {*names, *_LIBRARY_LOGGERS}:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

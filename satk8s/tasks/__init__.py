@@ -1,0 +1,1 @@
+"""satk8s.tasks."""

@@ -1,0 +1,369 @@
+"""Training sets from the kept solutions and one signal's scores (step 6: signal x algorithm).
+
+Every set is plain text, tokenizer-free, so one table trains any model:
+
+- `sft`: every kept (correct) solution, weight 1 -- the baseline that ignores the signal.
+- `best_of_n`: the top-k solutions of each question by score.
+- `weighted_sft`: every solution, weighted by softmax(score / temperature) within its question,
+  scaled so a question's weights sum to its solution count (mean 1 within the question).
+- `dpo`: (chosen, rejected) pairs within a question: best vs worst, or every pair whose score
+  margin exceeds `dpo_margin`.
+
+SFT-family columns: prompt, completion, question_id, sample_index, weight.
+DPO columns: prompt, chosen, rejected, question_id, chosen_index, rejected_index, margin.
+Rows come out in a fixed order (question_id, then rank or sample_index; see each builder), and
+the table's schema metadata `satk8s.build` records the config and the questions a builder
+skipped, so a run can report them.
+
+Ranking ties are broken by a shuffle seeded with (seed, question_id): the same seed always
+picks the same solution, and a question's pick does not depend on which other questions are in
+the table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from satk8s.errors import ConfigError, DataError
+
+ALGORITHMS = ("sft", "best_of_n", "weighted_sft", "dpo")
+DPO_PAIRS = ("best_vs_worst", "margin")
+METADATA_KEY = b"satk8s.build"
+
+SFT_SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("question_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("weight", pa.float64()),
+    ]
+)
+DPO_SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("question_id", pa.string()),
+        ("chosen_index", pa.int32()),
+        ("rejected_index", pa.int32()),
+        ("margin", pa.float64()),
+    ]
+)
+# What training reads; the other columns are there for provenance.
+REQUIRED_COLUMNS = {
+    "sft": ("prompt", "completion"),
+    "best_of_n": ("prompt", "completion"),
+    "weighted_sft": ("prompt", "completion", "weight"),
+    "dpo": ("prompt", "chosen", "rejected"),
+}
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How one training set is built from the kept solutions and a signal's scores."""
+
+    algorithm: str = "sft"
+    """One of "sft", "best_of_n", "weighted_sft", "dpo". Every one but "sft" needs scores."""
+    k: int = 1
+    """best_of_n: solutions kept per question (all of them when a question has fewer)."""
+    temperature: float = 1.0
+    """weighted_sft: softmax temperature tau; small tau approaches best-of-1, large tau plain SFT."""
+    dpo_pairs: str = "best_vs_worst"
+    """dpo: "best_vs_worst" (one pair per question) or "margin" (every pair whose score margin
+    exceeds `dpo_margin`)."""
+    dpo_margin: float = 0.0
+    """dpo with dpo_pairs="margin": keep pairs with score(chosen) - score(rejected) > this (>= 0)."""
+    seed: int = 0
+    """Seeds the tie-breaking shuffle (per question, with the question id)."""
+    append_eos: bool = True
+    """Train the model to stop after the solution. The table itself holds no eos text (it knows
+    no tokenizer): TRL 1.16's SFT and DPO trainers append the tokenizer's eos token to every
+    plain-text completion at tokenization, which is what True means. They offer no way to turn
+    this off, so False is rejected rather than silently ignored."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                "algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}"
+            )
+        if self.k < 1:
+            raise ConfigError("k", f"must be at least 1, got {self.k}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(
+                "temperature", f"must be a positive finite number, got {self.temperature}"
+            )
+        if self.dpo_pairs not in DPO_PAIRS:
+            raise ConfigError(
+                "dpo_pairs", f"must be one of {', '.join(DPO_PAIRS)}; got {self.dpo_pairs!r}"
+            )
+        if not (self.dpo_margin >= 0 and math.isfinite(self.dpo_margin)):
+            raise ConfigError("dpo_margin", f"must be a finite number >= 0, got {self.dpo_margin}")
+        if not self.append_eos:
+            raise ConfigError(
+                "append_eos",
+                "False is not supported: TRL's SFTTrainer and DPOTrainer always append the "
+                "tokenizer's eos token to plain-text completions",
+            )
+
+
+@dataclass(frozen=True)
+class _Solution:
+    question_id: str
+    sample_index: int
+    prompt: str
+    completion: str
+    score: float
+
+
+def build_training_set(kept: pa.Table, scores: pa.Table | None, config: BuildConfig) -> pa.Table:
+    """The training set for `config.algorithm`, deterministic given `config.seed`.
+
+    `kept` is the saturate step's table (rows with `correct == False`, if any, are dropped);
+    `scores` is one signal's SCORES_SCHEMA table and must cover every kept row unless the
+    algorithm is "sft".
+    """
+    by_question = _group(kept, scores, config.algorithm)
+    skipped: list[str] = []
+    if config.algorithm == "sft":
+        rows = [_sft_row(s, 1.0) for sols in by_question.values() for s in sols]
+    elif config.algorithm == "best_of_n":
+        rows = [
+            _sft_row(s, 1.0)
+            for qid, sols in by_question.items()
+            for s in _ranked(sols, qid, config.seed)[: config.k]
+        ]
+    elif config.algorithm == "weighted_sft":
+        rows = [
+            _sft_row(s, w)
+            for sols in by_question.values()
+            for s, w in zip(
+                sols, softmax_weights([s.score for s in sols], config.temperature), strict=True
+            )
+        ]
+    else:
+        rows = []
+        for qid, sols in by_question.items():
+            pairs = _dpo_pairs(sols, qid, config)
+            if not pairs:
+                skipped.append(qid)
+            rows.extend(_dpo_row(chosen, rejected) for chosen, rejected in pairs)
+    schema = DPO_SCHEMA if config.algorithm == "dpo" else SFT_SCHEMA
+    metadata = {
+        "config": asdict(config),
+        "questions": len(by_question),
+        "rows": len(rows),
+        "skipped_questions": len(skipped),
+        "skipped_question_ids": skipped,
+    }
+    schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def build_metadata(table: pa.Table) -> dict[str, Any]:
+    """What `build_training_set` recorded about a table (empty for a table it did not build)."""
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def softmax_weights(scores: list[float], temperature: float) -> list[float]:
+    """softmax(score / temperature) scaled to mean 1, so the weights sum to len(scores)."""
+    top = max(scores)
+    # Shifting by the max keeps exp() from overflowing; the softmax is unchanged.
+    exps = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(exps)
+    return [len(scores) * e / total for e in exps]
+
+
+def validate_training_set(table: pa.Table, algorithm: str, source: str) -> None:
+    """Reject a training set that would waste a training run; raises before any model loads."""
+    if algorithm not in ALGORITHMS:
+        raise ConfigError("algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    required = REQUIRED_COLUMNS[algorithm]
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataError(
+            source,
+            f"missing columns {missing} for algorithm {algorithm!r} (needs {list(required)}; "
+            f"has {table.column_names}); build it with build_training_set",
+        )
+    if table.num_rows == 0:
+        raise DataError(
+            source,
+            f"no rows: nothing to train on with {algorithm!r} (no saturated questions kept, "
+            "or every question skipped by the builder); check the saturate and build summaries",
+        )
+    for column in required:
+        nulls = table.column(column).null_count
+        if nulls and column != "weight":
+            first = table.column(column).is_null().to_pylist().index(True)
+            raise DataError(source, f"{_row_name(table, first)}: column {column!r} is null")
+    if "weight" in table.column_names:
+        _check_weights(table, source)
+    if algorithm == "dpo":
+        same = pc.equal(table.column("chosen"), table.column("rejected")).to_pylist()
+        if True in same:
+            raise DataError(
+                source,
+                f"{_row_name(table, same.index(True))}: chosen == rejected, a pair that teaches "
+                "nothing; rebuild the pairs (identical texts must not be paired)",
+            )
+
+
+def _check_weights(table: pa.Table, source: str) -> None:
+    weights = table.column("weight").to_pylist()
+    for i, w in enumerate(weights):
+        if w is None or not math.isfinite(w) or w < 0:
+            raise DataError(
+                source,
+                f"{_row_name(table, i)}: weight {w} is not a finite number >= 0 "
+                "(check the signal's scores for NaN or inf)",
+            )
+    if sum(weights) == 0:
+        raise DataError(source, "every weight is 0: the loss would be 0 on every step")
+
+
+def _row_name(table: pa.Table, i: int) -> str:
+    """'row i (question_id=..., <index>=...)', naming whatever keys the table has."""
+    names = ("question_id", "sample_index", "chosen_index", "rejected_index")
+    keys = [c for c in names if c in table.column_names]
+    where = ", ".join(f"{c}={table.column(c)[i].as_py()!r}" for c in keys)
+    return f"row {i}" + (f" ({where})" if where else "")
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def _group(kept: pa.Table, scores: pa.Table | None, algorithm: str) -> dict[str, list[_Solution]]:
+    """Kept correct solutions per question, questions and solutions in sorted order, with scores."""
+    needed = ["question_id", "sample_index", "prompt", "completion"]
+    missing = [c for c in needed if c not in kept.column_names]
+    if missing:
+        raise DataError(
+            "kept table", f"missing columns {missing}; expected the saturate step's kept.parquet"
+        )
+    if "correct" in kept.column_names:
+        # Saturate already keeps only correct solutions; a wrong one must never become a target.
+        kept = kept.filter(pc.fill_null(kept.column("correct"), False))
+    keys = list(
+        zip(
+            kept.column("question_id").to_pylist(),
+            kept.column("sample_index").to_pylist(),
+            strict=True,
+        )
+    )
+    seen: set[tuple[str, int]] = set()
+    for qid, idx in keys:
+        if (qid, idx) in seen:
+            raise DataError(
+                "kept table", f"duplicate row (question_id={qid!r}, sample_index={idx})"
+            )
+        seen.add((qid, idx))
+    score_of = _score_map(scores, algorithm)
+    prompts = kept.column("prompt").to_pylist()
+    completions = kept.column("completion").to_pylist()
+    grouped: dict[str, list[_Solution]] = {}
+    for (qid, idx), prompt, completion in sorted(
+        zip(keys, prompts, completions, strict=True), key=lambda r: r[0]
+    ):
+        if score_of is None:
+            score = 0.0
+        elif (qid, idx) in score_of:
+            score = score_of[(qid, idx)]
+        else:
+            raise DataError(
+                "scores table",
+                f"no score for kept row (question_id={qid!r}, sample_index={idx}); "
+                "the signal must score every kept solution",
+            )
+        grouped.setdefault(qid, []).append(_Solution(qid, idx, prompt, completion, score))
+    return grouped
+
+
+def _score_map(scores: pa.Table | None, algorithm: str) -> dict[tuple[str, int], float] | None:
+    if algorithm == "sft":
+        return None
+    if scores is None:
+        raise ConfigError(
+            "algorithm", f"{algorithm!r} ranks solutions by a signal; pass a scores table"
+        )
+    missing = [c for c in ("question_id", "sample_index", "score") if c not in scores.column_names]
+    if missing:
+        raise DataError("scores table", f"missing columns {missing}; expected SCORES_SCHEMA")
+    if "signal" in scores.column_names:
+        signals = sorted(set(scores.column("signal").to_pylist()))
+        if len(signals) > 1:
+            raise DataError(
+                "scores table", f"holds several signals {signals}; pass one signal's scores"
+            )
+    result: dict[tuple[str, int], float] = {}
+    for qid, idx, score in zip(
+        scores.column("question_id").to_pylist(),
+        scores.column("sample_index").to_pylist(),
+        scores.column("score").to_pylist(),
+        strict=True,
+    ):
+        if score is None or not math.isfinite(score):
+            raise DataError(
+                "scores table",
+                f"(question_id={qid!r}, sample_index={idx}): score {score} is not finite",
+            )
+        if (qid, idx) in result:
+            raise DataError(
+                "scores table", f"duplicate score for (question_id={qid!r}, sample_index={idx})"
+            )
+        result[(qid, idx)] = float(score)
+    return result
+
+
+def _ranked(solutions: list[_Solution], question_id: str, seed: int) -> list[_Solution]:
+    """Best first. Ties keep the order of a shuffle seeded by (seed, question_id)."""
+    order = list(solutions)
+    random.Random(f"{seed}/{question_id}").shuffle(order)
+    return sorted(order, key=lambda s: -s.score)  # sorted() is stable: ties keep the shuffle order
+
+
+def _dpo_pairs(
+    solutions: list[_Solution], question_id: str, config: BuildConfig
+) -> list[tuple[_Solution, _Solution]]:
+    # A pair needs a strictly better chosen and a different text: an identical text teaches nothing.
+    if config.dpo_pairs == "best_vs_worst":
+        best, *rest = _ranked(solutions, question_id, config.seed)
+        worse = [s for s in rest if s.score < best.score and s.completion != best.completion]
+        # Fewer than 2 solutions or all scores equal: no preference to learn, the question is skipped.
+        return [(best, worse[-1])] if worse else []
+    return [
+        (a, b)
+        for a in solutions
+        for b in solutions
+        if a.score - b.score > config.dpo_margin and a.completion != b.completion
+    ]
+
+
+def _sft_row(s: _Solution, weight: float) -> dict[str, Any]:
+    return {
+        "prompt": s.prompt,
+        "completion": s.completion,
+        "question_id": s.question_id,
+        "sample_index": s.sample_index,
+        "weight": weight,
+    }
+
+
+def _dpo_row(chosen: _Solution, rejected: _Solution) -> dict[str, Any]:
+    return {
+        "prompt": chosen.prompt,
+        "chosen": chosen.completion,
+        "rejected": rejected.completion,
+        "question_id": chosen.question_id,
+        "chosen_index": chosen.sample_index,
+        "rejected_index": rejected.sample_index,
+        "margin": chosen.score - rejected.score,
+    }

@@ -1,0 +1,376 @@
+"""Train a model on one training set with TRL (step 7): SFT, weighted SFT or DPO, full or LoRA.
+
+`train` validates the set before loading anything, picks the trainer by algorithm
+
+- sft, best_of_n -> trl.SFTTrainer (loss on the completion only),
+- weighted_sft   -> WeightedSFTTrainer (per-example weights),
+- dpo            -> trl.DPOTrainer with the reference log-probs precomputed from the starting
+                    model before the first step, so no second model stays in memory,
+
+checkpoints every `save_steps` to `out_dir/checkpoints/checkpoint-N`, resumes from the last
+complete checkpoint when one exists (a preempted pod picks up where it stopped), and saves the
+final model and tokenizer to `out_dir/model` as a plain Hugging Face checkpoint. A LoRA run
+merges its adapter into the base weights first, so evaluation never needs peft.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from satk8s.errors import ConfigError
+from satk8s.training.datasets import ALGORITHMS, REQUIRED_COLUMNS, validate_training_set
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+# torch, transformers, datasets and TRL are imported where used: the configs and the
+# checkpoint helper stay cheap to import (pipeline compilation, config validation).
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)  # fmt: skip
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. "auto" fields are resolved against the machine (see `resolve`)."""
+
+    algorithm: str = "sft"
+    """"sft" or "best_of_n" (SFTTrainer), "weighted_sft" (WeightedSFTTrainer), "dpo" (DPOTrainer).
+    Must match the training set's algorithm."""
+    learning_rate: float = 1e-5
+    """Peak learning rate (AdamW)."""
+    lr_scheduler_type: str = "linear"
+    """A transformers scheduler name ("linear", "cosine", "constant", ...)."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up from 0 to `learning_rate`."""
+    max_steps: int = -1
+    """Optimizer steps in all; -1 trains for `num_train_epochs` instead."""
+    num_train_epochs: float = 1.0
+    """Passes over the training set when `max_steps` is -1."""
+    per_device_batch_size: int = 8
+    """Examples (DPO: pairs) per device per micro-batch."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+    max_length: int = 1024
+    """Longest tokenized prompt + completion; longer ones are cut at the end. With packing, the
+    length of a packed row."""
+    packing: bool = False
+    """SFT family: pack several examples into each row of `max_length` tokens (best-fit,
+    padding-free; attention stays within each example). Not available for DPO. Only pays with
+    flash-attention's variable-length kernels: under sdpa or eager a packed batch gets one
+    dense block-diagonal mask, quadratic in the whole batch (0.6x the unpacked speed on CPU,
+    see benchmarks/train.py)."""
+    lora: bool = False
+    """Train a LoRA adapter instead of every weight; merged into the saved model at the end."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: str | tuple[str, ...] = "all-linear"
+    """Modules that get an adapter: "all-linear" (every linear layer but the LM head, any
+    architecture) or module names such as ("q_proj", "v_proj")."""
+    dpo_beta: float = 0.1
+    """DPO: strength of the KL constraint to the reference (starting) model."""
+    dpo_loss_type: str = "sigmoid"
+    """DPO: TRL loss type; "sigmoid" is the original DPO loss."""
+    chat_template: bool = False
+    """Wrap prompt and completion in the tokenizer's chat template (user / assistant turns).
+    Off for base models, whose prompts are plain text; a tokenizer without a template is a
+    ConfigError."""
+    seed: int = 0
+    """Seeds model-side randomness (LoRA init, dropout) and the data order."""
+    logging_steps: int = 10
+    """Optimizer steps between logged losses."""
+    save_steps: int = 500
+    """Optimizer steps between checkpoints (and one at the end)."""
+    save_total_limit: int | None = 2
+    """Checkpoints kept on disk (oldest removed first); None keeps every one."""
+    device: str = AUTO
+    """"auto" (CUDA when available, else CPU), "cpu" or "cuda"."""
+    bf16: bool | str = AUTO
+    """bf16 mixed precision. "auto": on exactly when training on a CUDA GPU that supports bf16."""
+    gradient_checkpointing: bool | str = AUTO
+    """Recompute activations in the backward pass (less memory, ~20% slower). "auto": on on a
+    GPU (TRL's default), off on CPU."""
+    attn_implementation: str = AUTO
+    """"auto": flash_attention_2 on a GPU when the flash-attn package is installed, else sdpa
+    (sdpa also on CPU: faster than eager and it honours packed-sequence boundaries). Or any
+    transformers value ("eager", "sdpa", "flash_attention_2")."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                "algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}"
+            )
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_length",
+                     "logging_steps", "save_steps", "lora_r", "lora_alpha"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(
+                "learning_rate", f"must be a positive number, got {self.learning_rate}"
+            )
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError("max_steps", f"must be >= 1, or -1 for epochs; got {self.max_steps}")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ConfigError("num_train_epochs", f"must be positive, got {self.num_train_epochs}")
+        if self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        if self.dpo_beta <= 0:
+            raise ConfigError("dpo_beta", f"must be positive, got {self.dpo_beta}")
+        if self.dpo_loss_type not in DPO_LOSS_TYPES:
+            raise ConfigError("dpo_loss_type", f"must be one of {', '.join(DPO_LOSS_TYPES)}")
+        if self.packing and self.algorithm == "dpo":
+            raise ConfigError(
+                "packing", "TRL's DPOTrainer does not pack; set packing=False for dpo"
+            )
+        if self.device not in (AUTO, "cpu", "cuda"):
+            raise ConfigError("device", f"must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
+        for name in ("bf16", "gradient_checkpointing"):
+            if getattr(self, name) not in (AUTO, True, False):
+                raise ConfigError(
+                    name, f"must be 'auto', true or false; got {getattr(self, name)!r}"
+                )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ConfigError(
+                "save_total_limit", f"must be at least 1 or None, got {self.save_total_limit}"
+            )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The "auto" settings of a TrainConfig, decided for this machine."""
+
+    device: str
+    bf16: bool
+    gradient_checkpointing: bool
+    attn_implementation: str
+
+
+def resolve(config: TrainConfig) -> Resolved:
+    """Decide device, precision, checkpointing and attention for this machine."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if config.device == "cuda" and not cuda:
+        raise ConfigError(
+            "device", "'cuda' asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'"
+        )
+    device = ("cuda" if cuda else "cpu") if config.device == AUTO else config.device
+    on_gpu = device == "cuda"
+    bf16_ok = on_gpu and torch.cuda.is_bf16_supported()
+    if config.bf16 is True and not bf16_ok:
+        raise ConfigError(
+            "bf16", f"true, but the {device} device here has no bf16 support; use 'auto'"
+        )
+    bf16 = bf16_ok if config.bf16 == AUTO else bool(config.bf16)
+    checkpointing = (
+        on_gpu if config.gradient_checkpointing == AUTO else bool(config.gradient_checkpointing)
+    )
+    attn = config.attn_implementation
+    if attn == AUTO:
+        from transformers.utils import is_flash_attn_2_available
+
+        attn = "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
+    return Resolved(device, bf16, checkpointing, attn)
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The highest-step complete checkpoint under `checkpoints`, or None.
+
+    Complete means trainer_state.json is there: transformers writes it after the weights,
+    optimizer and RNG state, so a checkpoint cut short by a preemption is skipped.
+    """
+    if not checkpoints.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), p)
+        for p in checkpoints.iterdir()
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()
+    ]
+    return max(found)[1] if found else None
+
+
+def train(dataset: pa.Table, model_dir: str, out_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """Train the model in `model_dir` on `dataset`; returns a summary of the run.
+
+    The summary: steps, losses (one per logging step), final_loss, seconds (the whole call),
+    train_seconds (the training loop of this call), tokens_seen
+    (non-padding input tokens over the whole run, resumed part included), resumed_from (the
+    checkpoint name or None), examples (training-set rows), rows (trainer rows: packed rows
+    when packing), model_dir (the saved model) and the resolved settings.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    validate_training_set(dataset, config.algorithm, source="training set")
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    settings = resolve(config)
+    if config.packing and not settings.attn_implementation.startswith("flash"):
+        log.warning(
+            "packing with attn_implementation=%s: attention runs over the whole packed batch "
+            "under a block-diagonal mask, often slower than no packing",
+            settings.attn_implementation,
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    train_dataset = _to_hf(dataset, config, tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+    )
+    trainer = _trainer(model, tokenizer, train_dataset, out_dir / CHECKPOINTS, config, settings)
+
+    resume = last_checkpoint(out_dir / CHECKPOINTS)
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    _save_final(trainer, tokenizer, out_dir / MODEL)
+
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {
+        "algorithm": config.algorithm,
+        "steps": trainer.state.global_step,
+        "losses": losses,
+        "final_loss": losses[-1] if losses else None,
+        "seconds": time.perf_counter() - started,
+        "train_seconds": output.metrics["train_runtime"],  # the training loop of this call
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "resumed_from": resume.name if resume else None,
+        "examples": dataset.num_rows,
+        "rows": trainer.train_dataset.num_rows,  # after TRL's preparation: fewer when packed
+        "model_dir": str(out_dir / MODEL),
+        "device": settings.device,
+        "bf16": settings.bf16,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "attn_implementation": settings.attn_implementation,
+    }
+
+
+def _to_hf(table: pa.Table, config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """The columns the trainer reads, as a datasets.Dataset (chat turns when configured)."""
+    from datasets import Dataset
+
+    table = table.select(list(REQUIRED_COLUMNS[config.algorithm])).replace_schema_metadata(None)
+    if not config.chat_template:
+        return Dataset(table)
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            "chat_template", "true, but the model's tokenizer has no chat template; set it to false"
+        )
+    rows = table.to_pylist()
+    for row in rows:
+        row["prompt"] = [{"role": "user", "content": row["prompt"]}]
+        for key in ("completion", "chosen", "rejected"):
+            if key in row:
+                row[key] = [{"role": "assistant", "content": row[key].strip()}]
+    return Dataset.from_list(rows)
+
+
+def _trainer(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    checkpoints: Path,
+    config: TrainConfig,
+    settings: Resolved,
+) -> Any:
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from satk8s.training.weighted_sft import WeightedSFTTrainer
+
+    common = dict(
+        output_dir=str(checkpoints),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        use_cpu=settings.device == "cpu",
+        bf16=settings.bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        report_to=[],
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+    )
+    peft_config = _lora_config(config) if config.lora else None
+    if config.algorithm == "dpo":
+        args = DPOConfig(
+            **common,
+            beta=config.dpo_beta,
+            loss_type=[config.dpo_loss_type],
+            # Reference log-probs come from the starting model, computed once before the first
+            # step (and again, identically, on resume): no second model in memory, and no
+            # reload by name (an in-memory model has none).
+            precompute_ref_log_probs=True,
+        )
+        return DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    args = SFTConfig(**common, packing=config.packing)
+    trainer_class = WeightedSFTTrainer if config.algorithm == "weighted_sft" else SFTTrainer
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def _lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    targets = config.target_modules
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def _save_final(trainer: Any, tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
+    """Save a plain checkpoint (LoRA merged in), written aside and renamed so it is never half there."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # a peft model
+        model = model.merge_and_unload()
+    staging = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    staging.rename(model_dir)

@@ -1,0 +1,560 @@
+"""`satk8s doctor` against a loopback server that plays the Kubernetes API (the paths the doctor
+reads), KFP's healthz and an S3 endpoint: one healthy namespace, then each failure with its fix."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import typer
+from kubernetes import client
+from typer.testing import CliRunner
+
+from satk8s.cli.doctor_cmd import doctor
+from satk8s.doctor import DoctorContext, DoctorOptions, Status, format_report, run_doctor
+from satk8s.doctor.launcher import parse_launcher
+
+NS = "team-a"
+BUCKET = "satk8s-runs"
+ACCESS_KEY, SECRET_KEY = "AKIAEXAMPLEEXAMPLE01", "example-secret-access-key"
+
+
+VERSION = {
+    "major": "1",
+    "minor": "34",
+    "gitVersion": "v1.34.2",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2025-11-11T00:00:00Z",
+    "goVersion": "go1.24.9",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+def _node(name: str, pool: str, gpus: int, *, allocatable: int | None = None, ready: bool = True):
+    alloc = gpus if allocatable is None else allocatable
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "cloud.google.com/gke-nodepool": pool,
+                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3" if gpus else "",
+            },
+        },
+        "status": {
+            "capacity": {"cpu": "96", "nvidia.com/gpu": str(gpus)} if gpus else {"cpu": "8"},
+            "allocatable": {"cpu": "95", "nvidia.com/gpu": str(alloc)} if gpus else {"cpu": "7"},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+class FakeCluster:
+    """State a test can break: nodes, ConfigMaps, Secrets, KFP health, S3 behaviour."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.nodes = [
+            _node("cpu-1", "default-pool", 0),
+            _node("h100-1", "h100", 8),
+            _node("h100-2", "h100", 8),
+        ]
+        self.nodes_status = 200
+        self.configmaps: dict[str, dict[str, str]] = {}
+        self.secrets: dict[str, dict[str, str]] = {
+            "satk8s-s3": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+            "satk8s-hub-token": {"HF_TOKEN": "hf_example"},
+        }
+        self.kfp_status = 200
+        self.kfp_body = json.dumps({"commit_sha": "abc123", "tag_name": "2.5.0", "multi_user": True})
+        self.s3_put: tuple[int, str] | None = None  # (HTTP status, S3 error code) to fail PUTs
+        self.s3_objects: dict[str, bytes] = {}
+        self.s3_keys_seen: list[str] = []
+        self.requests: list[str] = []
+
+    def healthy_configmaps(self) -> None:
+        providers = {
+            "s3": {
+                "default": {
+                    "endpoint": f"127.0.0.1:{self.port}",
+                    "region": "us-east-1",
+                    "disableSSL": True,
+                    "forcePathStyle": True,
+                    "credentials": {
+                        "fromEnv": False,
+                        "secretRef": {
+                            "secretName": "satk8s-s3",
+                            "accessKeyKey": "AWS_ACCESS_KEY_ID",
+                            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
+                        },
+                    },
+                }
+            }
+        }
+        import yaml
+
+        self.configmaps = {
+            "kfp-launcher": {
+                "defaultPipelineRoot": f"s3://{BUCKET}/kfp",
+                "providers": yaml.safe_dump(providers),
+            },
+            "satk8s-settings": {
+                "pipelineRoot": f"s3://{BUCKET}/kfp",
+                "serviceAccount": "satk8s-runner",
+                "s3Secret": "satk8s-s3",
+                "s3AccessKeyKey": "AWS_ACCESS_KEY_ID",
+                "s3SecretKeyKey": "AWS_SECRET_ACCESS_KEY",
+                "hubTokenSecret": "satk8s-hub-token",
+                "hubTokenKey": "HF_TOKEN",
+                "judgeApiKeySecret": "",
+                "judgeApiKeyKey": "OPENAI_API_KEY",
+                "gpuPools": json.dumps(
+                    [{"name": "h100", "nodeLabels": {"cloud.google.com/gke-nodepool": "h100"}}]
+                ),
+            },
+        }
+
+
+def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.1 answers boto3's "Expect: 100-continue" at once instead of after its 1 s wait.
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # keep pytest output clean
+            pass
+
+        def _send(self, status: int, body: object, content_type: str = "application/json"):
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            if isinstance(body, str):
+                data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _not_found(self, kind: str, name: str) -> None:
+            self._send(
+                404,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f'{kind} "{name}" not found',
+                    "reason": "NotFound",
+                    "code": 404,
+                },
+            )
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_GET(self) -> None:
+            path = unquote(urlparse(self.path).path).rstrip("/")
+            cluster.requests.append(f"GET {path}")
+            parts = path.strip("/").split("/")
+            if path == "/version":
+                return self._send(200, VERSION)
+            if path == "/api/v1/nodes":
+                if cluster.nodes_status != 200:
+                    return self._send(
+                        cluster.nodes_status,
+                        {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                         "reason": "Forbidden", "code": cluster.nodes_status,
+                         "message": 'nodes is forbidden: User "alice" cannot list resource "nodes"'},
+                    )
+                return self._send(200, {"kind": "NodeList", "apiVersion": "v1",
+                                        "metadata": {}, "items": cluster.nodes})
+            if path == "/apis/v2beta1/healthz" or path.endswith(
+                "/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz"
+            ):
+                if cluster.kfp_status != 200 and "/proxy/" in path:
+                    return self._not_found("services", "ml-pipeline")
+                return self._send(cluster.kfp_status, cluster.kfp_body)
+            if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[3] == NS:
+                kind, name = parts[4], parts[5]
+                if kind == "configmaps":
+                    if name not in cluster.configmaps:
+                        return self._not_found(kind, name)
+                    return self._send(200, {"apiVersion": "v1", "kind": "ConfigMap",
+                                            "metadata": {"name": name, "namespace": NS},
+                                            "data": cluster.configmaps[name]})
+                if kind == "secrets":
+                    if name not in cluster.secrets:
+                        return self._not_found(kind, name)
+                    data = {k: _b64(v) for k, v in cluster.secrets[name].items()}
+                    return self._send(200, {"apiVersion": "v1", "kind": "Secret",
+                                            "metadata": {"name": name, "namespace": NS},
+                                            "type": "Opaque", "data": data})
+            return self._not_found("path", path)
+
+        def do_PUT(self) -> None:  # S3 PutObject, path style: /bucket/key
+            path = unquote(urlparse(self.path).path)
+            body = self._body()
+            bucket, _, key = path.lstrip("/").partition("/")
+            cluster.s3_keys_seen.append(key)
+            if cluster.s3_put is not None:
+                status, code = cluster.s3_put
+                xml = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
+                return self._send(status, xml.encode(), "application/xml")
+            if bucket != BUCKET:
+                xml = "<Error><Code>NoSuchBucket</Code><Message>no bucket</Message></Error>"
+                return self._send(404, xml.encode(), "application/xml")
+            cluster.s3_objects[key] = body
+            self.send_response(200)
+            self.send_header("ETag", '"0"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_DELETE(self) -> None:
+            path = unquote(urlparse(self.path).path)
+            cluster.s3_objects.pop(path.lstrip("/").partition("/")[2], None)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCluster]:
+    # The S3 client must use the Secret's keys or these, never a developer's real profile.
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "KFP_HOST", "KFP_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    fake = FakeCluster()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.port = server.server_address[1]
+    fake.healthy_configmaps()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def _context(cluster: FakeCluster, **options) -> DoctorContext:
+    configuration = client.Configuration(host=f"http://127.0.0.1:{cluster.port}")
+    configuration.retries = 0
+    return DoctorContext(
+        api=client.ApiClient(configuration), options=DoctorOptions(namespace=NS, **options)
+    )
+
+
+def _results(cluster: FakeCluster, **options) -> dict:
+    return {r.name: r for r in run_doctor(_context(cluster, **options))}
+
+
+def test_healthy_namespace_passes_every_check(cluster):
+    results = _results(cluster)
+
+    assert {name: r.status for name, r in results.items()} == {
+        "api": Status.OK,
+        "gpu-nodes": Status.OK,
+        "kfp-api": Status.OK,
+        "kfp-launcher": Status.OK,
+        "secrets": Status.OK,
+        "bucket": Status.OK,
+    }, format_report(results.values())
+    assert "2 GPU node(s), 16 GPUs allocatable" in results["gpu-nodes"].message
+    assert any("pool h100: 2 node(s), 2 ready, 16" in d for d in results["gpu-nodes"].details)
+    assert "KFP 2.5.0 (multi-user)" in results["kfp-api"].message
+    assert f"s3://{BUCKET}/kfp" in results["kfp-launcher"].message
+    assert "Secret satk8s-s3" in results["bucket"].message
+    # The probe went under the pipeline root and was cleaned up again.
+    assert cluster.s3_keys_seen and cluster.s3_keys_seen[0].startswith("kfp/.satk8s-doctor/")
+    assert cluster.s3_objects == {}
+
+
+def test_report_never_prints_secret_values(cluster):
+    report = format_report(run_doctor(_context(cluster)))
+
+    assert SECRET_KEY not in report and ACCESS_KEY not in report and "hf_example" not in report
+
+
+def test_unreachable_api_fails_once_and_skips_the_rest(cluster):
+    configuration = client.Configuration(host="http://127.0.0.1:9")  # discard port: refused
+    configuration.retries = 0
+    ctx = DoctorContext(api=client.ApiClient(configuration), options=DoctorOptions(namespace=NS))
+
+    results = {r.name: r for r in run_doctor(ctx)}
+
+    assert results["api"].status is Status.FAIL
+    assert "kubeconfig" in results["api"].fix
+    assert {r.status for n, r in results.items() if n != "api"} == {Status.SKIP}
+
+
+def test_no_gpu_nodes_fails_with_device_plugin_fix(cluster):
+    cluster.nodes = [_node("cpu-1", "default-pool", 0)]
+
+    result = _results(cluster)["gpu-nodes"]
+
+    assert result.status is Status.FAIL
+    assert "no node has allocatable nvidia.com/gpu" in result.message
+    assert "device plugin" in result.fix
+
+
+def test_gpu_capacity_without_allocatable_fails_and_names_the_node(cluster):
+    cluster.nodes = [_node("h100-1", "h100", 8, allocatable=0)]
+
+    result = _results(cluster)["gpu-nodes"]
+
+    assert result.status is Status.FAIL
+    assert "report GPU capacity but none is ready" in result.message
+
+
+def test_broken_gpu_node_next_to_healthy_ones_warns(cluster):
+    cluster.nodes.append(_node("h100-3", "h100", 8, ready=False))
+
+    result = _results(cluster)["gpu-nodes"]
+
+    assert result.status is Status.WARN
+    assert "not Ready: h100-3" in result.fix
+
+
+def test_chart_pool_matching_no_node_warns(cluster):
+    settings = cluster.configmaps["satk8s-settings"]
+    settings["gpuPools"] = json.dumps(
+        [{"name": "a100", "nodeLabels": {"cloud.google.com/gke-nodepool": "a100"}}]
+    )
+
+    result = _results(cluster)["gpu-nodes"]
+
+    assert result.status is Status.WARN
+    assert "chart pool 'a100' matches no ready GPU node" in result.fix
+
+
+def test_nodes_forbidden_explains_cluster_scope(cluster):
+    cluster.nodes_status = 403
+
+    result = _results(cluster)["gpu-nodes"]
+
+    assert result.status is Status.FAIL
+    assert "cluster-scoped" in result.message
+    assert "rbac.clusterRead.enabled=true" in result.fix
+
+
+def test_kfp_service_missing_fails(cluster):
+    cluster.kfp_status = 404
+
+    result = _results(cluster)["kfp-api"]
+
+    assert result.status is Status.FAIL
+    assert "ml-pipeline:8888" in result.message
+    assert "--kfp-host" in result.fix
+
+
+def test_kfp_host_reached_directly(cluster):
+    result = _results(cluster, kfp_host=f"http://127.0.0.1:{cluster.port}/")["kfp-api"]
+
+    assert result.status is Status.OK
+    assert not any("/proxy/" in r for r in cluster.requests)
+
+
+def test_kfp_host_refusing_asks_for_a_token(cluster):
+    cluster.kfp_status = 401
+
+    result = _results(cluster, kfp_host=f"http://127.0.0.1:{cluster.port}")["kfp-api"]
+
+    assert result.status is Status.FAIL
+    assert "--kfp-token" in result.fix
+
+
+def test_kfp_host_answering_with_a_login_page_fails(cluster):
+    cluster.kfp_body = "<html><body>Log in to Kubeflow</body></html>"
+
+    result = _results(cluster, kfp_host=f"http://127.0.0.1:{cluster.port}")["kfp-api"]
+
+    assert result.status is Status.FAIL
+    assert "login page" in result.message
+
+
+def test_kfp_host_unreachable_fails_with_port_forward_hint(cluster):
+    result = _results(cluster, kfp_host="http://127.0.0.1:9")["kfp-api"]
+
+    assert result.status is Status.FAIL
+    assert "port-forward" in result.fix
+
+
+def test_missing_launcher_configmap_fails_with_helm_fix(cluster):
+    del cluster.configmaps["kfp-launcher"]
+
+    results = _results(cluster)
+
+    assert results["kfp-launcher"].status is Status.FAIL
+    assert "no ConfigMap kfp-launcher in namespace team-a" in results["kfp-launcher"].message
+    assert "helm upgrade --install satk8s helm/satk8s -n team-a" in results["kfp-launcher"].fix
+    assert results["bucket"].status is Status.FAIL  # nothing to probe without a root
+
+
+def test_launcher_with_a_non_s3_root_fails(cluster):
+    cluster.configmaps["kfp-launcher"]["defaultPipelineRoot"] = "minio://mlpipeline/v2/artifacts"
+
+    result = _results(cluster)["kfp-launcher"]
+
+    assert result.status is Status.FAIL
+    assert "not s3://bucket[/prefix]" in result.message
+
+
+def test_launcher_secret_ref_without_keys_is_rejected():
+    providers = "s3:\n  default:\n    endpoint: s3.amazonaws.com\n    credentials:\n      fromEnv: false\n"
+
+    with pytest.raises(ValueError, match="secretRef lacks secretName"):
+        parse_launcher({"defaultPipelineRoot": "s3://b/p", "providers": providers})
+
+
+def test_missing_settings_configmap_means_chart_not_installed(cluster):
+    del cluster.configmaps["satk8s-settings"]
+
+    result = _results(cluster)["secrets"]
+
+    assert result.status is Status.FAIL
+    assert "chart is not installed" in result.message
+    assert "helm upgrade --install" in result.fix
+
+
+def test_missing_secret_fails_with_kubectl_fix(cluster):
+    del cluster.secrets["satk8s-hub-token"]
+
+    result = _results(cluster)["secrets"]
+
+    assert result.status is Status.FAIL
+    assert "Secret satk8s-hub-token (hub token) is missing" in result.message
+    assert "kubectl -n team-a create secret generic satk8s-hub-token" in result.fix
+    assert "--from-literal=HF_TOKEN=<value>" in result.fix
+
+
+def test_secret_without_its_key_fails(cluster):
+    cluster.secrets["satk8s-s3"] = {"AWS_ACCESS_KEY_ID": ACCESS_KEY}
+
+    results = _results(cluster)
+
+    assert results["secrets"].status is Status.FAIL
+    assert "no value for AWS_SECRET_ACCESS_KEY" in results["secrets"].message
+    assert results["bucket"].status is Status.FAIL
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "fix"),
+    [
+        (403, "AccessDenied", "s3:PutObject"),
+        (403, "InvalidAccessKeyId", "update Secret satk8s-s3"),
+        (404, "NoSuchBucket", "create the bucket"),
+    ],
+)
+def test_bucket_write_failures_say_what_to_grant_or_fix(cluster, status, code, fix):
+    cluster.s3_put = (status, code)
+
+    result = _results(cluster)["bucket"]
+
+    assert result.status is Status.FAIL
+    assert code in result.message
+    assert fix in result.fix
+
+
+def test_bucket_option_overrides_the_pipeline_root(cluster):
+    result = _results(cluster, bucket="s3://someone-elses-bucket/x")["bucket"]
+
+    assert result.status is Status.FAIL
+    assert "NoSuchBucket" in result.message
+
+
+def test_bucket_with_credentials_from_env(cluster, monkeypatch):
+    settings = parse_launcher(cluster.configmaps["kfp-launcher"])
+    assert settings.secret_ref is not None
+    import yaml
+
+    providers = yaml.safe_load(cluster.configmaps["kfp-launcher"]["providers"])
+    providers["s3"]["default"]["credentials"] = {"fromEnv": True}
+    cluster.configmaps["kfp-launcher"]["providers"] = yaml.safe_dump(providers)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+
+    result = _results(cluster)["bucket"]
+
+    assert result.status is Status.OK
+    assert "credentials from the environment" in result.message
+
+
+def _cli(args: list[str]):
+    app = typer.Typer()
+    app.command()(doctor)
+    return CliRunner().invoke(app, args)
+
+
+def _kubeconfig(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "alice", "user": {"token": "t0k3n"}}],
+                "contexts": [
+                    {"name": "other", "context": {"cluster": "fake", "user": "alice"}},
+                    {"name": "fake", "context": {"cluster": "fake", "user": "alice",
+                                                 "namespace": NS}},
+                ],
+                "current-context": "other",
+            }
+        )
+    )
+    return path
+
+
+def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
+    config = _kubeconfig(tmp_path, cluster.port)
+
+    result = _cli(["--kubeconfig", str(config), "--context", "fake"])
+
+    assert result.exit_code == 0, result.output
+    assert f"namespace {NS}" in result.output
+    assert result.output.count("\nok ") == 6
+
+
+def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
+    del cluster.secrets["satk8s-hub-token"]
+    config = _kubeconfig(tmp_path, cluster.port)
+
+    result = _cli(["--kubeconfig", str(config), "--context", "fake", "--only", "secrets"])
+
+    assert result.exit_code == 1
+    assert "FAIL  secrets" in result.output
+    assert "fix: kubectl -n team-a create secret generic satk8s-hub-token" in result.output
+
+
+def test_cli_rejects_an_unknown_check(cluster, tmp_path):
+    result = _cli(["--kubeconfig", str(_kubeconfig(tmp_path, cluster.port)), "--only", "gpu"])
+
+    assert result.exit_code == 2
+    assert "unknown check(s) ['gpu']" in result.output
+
+
+def test_cli_without_kubeconfig_fails_with_fix(tmp_path):
+    result = _cli(["--kubeconfig", str(tmp_path / "missing")])
+
+    assert result.exit_code == 1
+    assert "no usable Kubernetes configuration" in result.output
+    assert "fix:" in result.output
