@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format demo clean
+.PHONY: install test test-fast lint format demo images clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/satk8s demo
+
+# Build and push the step images with docker buildx; records image@digest in images/digests.json.
+images:
+	REGISTRY="$(REGISTRY)" images/build.sh $(IMAGES)
 
 clean:
 	rm -rf .demo .cache .pytest_cache .ruff_cache

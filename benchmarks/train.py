@@ -5,9 +5,14 @@
 
 Both runs train one epoch on the same arithmetic examples (a mix of levels, each prompt with
 0..--fewshot worked examples in front, so lengths vary like real few-shot prompts) through
-`satk8s.training.train`. Tokens/s counts real (non-padding) tokens over the training loop, so
-the ratio is the speed-up packing gives by not computing on padding. The packed row holds
-about as many real tokens as an unpacked batch, so both runs take about the same steps.
+`satk8s.training.train`. Tokens/s counts real (non-padding) tokens over the training loop. The
+packed row holds about as many real tokens as an unpacked batch, so both runs take about the
+same steps.
+
+What to expect: packing saves the compute spent on padding only with flash-attention's
+variable-length kernels (GPU). Under sdpa or eager (CPU) TRL's padding-free batch is one long
+sequence with a block-diagonal mask, so attention is quadratic in the whole batch and packing
+comes out slower (measured here on 1 CPU thread: ~0.6x).
 """
 
 from __future__ import annotations

@@ -18,3 +18,6 @@ def tiny_model_dir() -> Path:
     from satk8s.tiny.cache import default_cache_root
 
     return build_or_reuse(default_cache_root(), TinyBuildConfig())
+
+
+pytest_plugins = ["tests.s3_fixtures"]

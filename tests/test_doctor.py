@@ -77,7 +77,9 @@ class FakeCluster:
             "satk8s-hub-token": {"HF_TOKEN": "hf_example"},
         }
         self.kfp_status = 200
-        self.kfp_body = json.dumps({"commit_sha": "abc123", "tag_name": "2.5.0", "multi_user": True})
+        self.kfp_body = json.dumps(
+            {"commit_sha": "abc123", "tag_name": "2.5.0", "multi_user": True}
+        )
         self.s3_put: tuple[int, str] | None = None  # (HTTP status, S3 error code) to fail PUTs
         self.s3_objects: dict[str, bytes] = {}
         self.s3_keys_seen: list[str] = []
@@ -179,12 +181,24 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 if cluster.nodes_status != 200:
                     return self._send(
                         cluster.nodes_status,
-                        {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                         "reason": "Forbidden", "code": cluster.nodes_status,
-                         "message": 'nodes is forbidden: User "alice" cannot list resource "nodes"'},
+                        {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "reason": "Forbidden",
+                            "code": cluster.nodes_status,
+                            "message": 'nodes is forbidden: User "alice" cannot list resource "nodes"',
+                        },
                     )
-                return self._send(200, {"kind": "NodeList", "apiVersion": "v1",
-                                        "metadata": {}, "items": cluster.nodes})
+                return self._send(
+                    200,
+                    {
+                        "kind": "NodeList",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "items": cluster.nodes,
+                    },
+                )
             if path == "/apis/v2beta1/healthz" or path.endswith(
                 "/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz"
             ):
@@ -196,16 +210,29 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 if kind == "configmaps":
                     if name not in cluster.configmaps:
                         return self._not_found(kind, name)
-                    return self._send(200, {"apiVersion": "v1", "kind": "ConfigMap",
-                                            "metadata": {"name": name, "namespace": NS},
-                                            "data": cluster.configmaps[name]})
+                    return self._send(
+                        200,
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ConfigMap",
+                            "metadata": {"name": name, "namespace": NS},
+                            "data": cluster.configmaps[name],
+                        },
+                    )
                 if kind == "secrets":
                     if name not in cluster.secrets:
                         return self._not_found(kind, name)
                     data = {k: _b64(v) for k, v in cluster.secrets[name].items()}
-                    return self._send(200, {"apiVersion": "v1", "kind": "Secret",
-                                            "metadata": {"name": name, "namespace": NS},
-                                            "type": "Opaque", "data": data})
+                    return self._send(
+                        200,
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "metadata": {"name": name, "namespace": NS},
+                            "type": "Opaque",
+                            "data": data,
+                        },
+                    )
             return self._not_found("path", path)
 
         def do_PUT(self) -> None:  # S3 PutObject, path style: /bucket/key
@@ -418,7 +445,9 @@ def test_launcher_with_a_non_s3_root_fails(cluster):
 
 
 def test_launcher_secret_ref_without_keys_is_rejected():
-    providers = "s3:\n  default:\n    endpoint: s3.amazonaws.com\n    credentials:\n      fromEnv: false\n"
+    providers = (
+        "s3:\n  default:\n    endpoint: s3.amazonaws.com\n    credentials:\n      fromEnv: false\n"
+    )
 
     with pytest.raises(ValueError, match="secretRef lacks secretName"):
         parse_launcher({"defaultPipelineRoot": "s3://b/p", "providers": providers})
@@ -514,8 +543,10 @@ def _kubeconfig(tmp_path: Path, port: int) -> Path:
                 "users": [{"name": "alice", "user": {"token": "t0k3n"}}],
                 "contexts": [
                     {"name": "other", "context": {"cluster": "fake", "user": "alice"}},
-                    {"name": "fake", "context": {"cluster": "fake", "user": "alice",
-                                                 "namespace": NS}},
+                    {
+                        "name": "fake",
+                        "context": {"cluster": "fake", "user": "alice", "namespace": NS},
+                    },
                 ],
                 "current-context": "other",
             }
@@ -558,3 +589,38 @@ def test_cli_without_kubeconfig_fails_with_fix(tmp_path):
     assert result.exit_code == 1
     assert "no usable Kubernetes configuration" in result.output
     assert "fix:" in result.output
+
+
+def test_cli_help_lists_every_option():
+    result = _cli(["--help"])
+
+    assert result.exit_code == 0, result.output
+    for option in (
+        "--namespace",
+        "--kfp-host",
+        "--kfp-token",
+        "--bucket",
+        "--kubeconfig",
+        "--context",
+        "--in-cluster",
+        "--only",
+    ):
+        assert option in result.output
+
+
+def test_in_cluster_uses_the_pod_namespace(cluster, tmp_path, monkeypatch):
+    from satk8s.doctor import cluster as cluster_module
+
+    def fake_incluster(client_configuration):
+        client_configuration.host = f"http://127.0.0.1:{cluster.port}"
+
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text(f"{NS}\n")
+    monkeypatch.setattr(cluster_module.config, "load_incluster_config", fake_incluster)
+    monkeypatch.setattr(cluster_module, "_SA_NAMESPACE", namespace_file)
+
+    result = _cli(["--in-cluster", "--only", "kfp-launcher,bucket"])
+
+    assert result.exit_code == 0, result.output
+    assert f"namespace {NS}" in result.output
+    assert "ok    bucket" in result.output

@@ -78,7 +78,6 @@ def short_build(tmp_path_factory):
     return out, build_tiny_model(out, SHORT, progress=False)
 
 
-@pytest.mark.slow
 def test_short_build_loads_like_a_hub_checkpoint(short_build):
     out, summary = short_build
     assert is_finished(out)
@@ -97,7 +96,6 @@ def test_short_build_loads_like_a_hub_checkpoint(short_build):
     assert summary["out_dir"] == str(out)
 
 
-@pytest.mark.slow
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(short_build, tmp_path):
     out, _ = short_build
     build_tiny_model(tmp_path / "again", SHORT, progress=False)
@@ -110,7 +108,6 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(short_build
     assert not all(torch.equal(first[name], other[name]) for name in first)
 
 
-@pytest.mark.slow
 def test_measure_saturation_reports_fractions(short_build):
     out, _ = short_build
     result = measure_saturation(out, "easy", count=4, samples=2, seed=0)
@@ -120,7 +117,6 @@ def test_measure_saturation_reports_fractions(short_build):
     assert result["all_samples_correct"] <= result["sample_accuracy"]
 
 
-@pytest.mark.slow
 def test_a_failed_build_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
     out = tmp_path / "model"
     seen = {}
@@ -149,7 +145,6 @@ def test_build_refuses_a_non_empty_out_dir(tmp_path):
         build_tiny_model(tmp_path, SHORT, progress=False)
 
 
-@pytest.mark.slow
 def test_build_or_reuse_builds_once_per_config(tmp_path, monkeypatch):
     target = build_or_reuse(tmp_path, SHORT)
     assert target == tmp_path / config_hash(SHORT) and is_finished(target)

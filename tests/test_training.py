@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -191,6 +192,7 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir,
     assert resumed["losses"][2:4] == pytest.approx(first["losses"][2:4], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_trains_no_more_steps(model_dir, tmp_path):
     out = tmp_path / "run"
     train(sft_table(), model_dir, out, config(max_steps=2, save_steps=2))
@@ -211,6 +213,24 @@ def test_a_bad_training_set_fails_before_any_model_loads(tmp_path):
 def test_chat_template_on_a_tokenizer_without_one_is_a_config_error(model_dir, tmp_path):
     with pytest.raises(ConfigError, match="chat_template"):
         train(sft_table(), model_dir, tmp_path, config(chat_template=True))
+
+
+@pytest.mark.slow
+def test_chat_template_wraps_prompt_and_completion_in_the_tokenizers_template(model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    chat_dir = tmp_path / "chat-model"
+    shutil.copytree(model_dir, chat_dir)
+    tokenizer = AutoTokenizer.from_pretrained(chat_dir)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    tokenizer.save_pretrained(chat_dir)
+    run = train(
+        sft_table(), str(chat_dir), tmp_path / "run", config(chat_template=True, max_steps=1)
+    )
+    assert run["steps"] == 1 and math.isfinite(run["final_loss"])
 
 
 def test_auto_settings_on_cpu_turn_off_bf16_and_checkpointing():

@@ -33,7 +33,7 @@ def doctor(
     bucket: str | None = typer.Option(
         None,
         "--bucket",
-        help="s3://bucket[/prefix] to probe. Default: the namespace's pipeline root.",
+        help="s3://BUCKET/PREFIX to probe. Default: the namespace's pipeline root.",
     ),
     kubeconfig: Path | None = typer.Option(
         None, "--kubeconfig", help="Kubeconfig file. Default: $KUBECONFIG or ~/.kube/config."

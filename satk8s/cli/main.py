@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from satk8s.cli.doctor_cmd import doctor
 from satk8s.errors import Satk8sError
 from satk8s.steps import STEPS, Step
 
@@ -52,7 +53,8 @@ def _parse_inputs(items: list[str], step: Step) -> dict[str, str]:
     missing = sorted(set(step.inputs) - set(inputs))
     if bad or missing:
         usage = " ".join(
-            [f"{n}=URI" for n in step.inputs] + [f"{n}=URI (optional)" for n in step.optional_inputs]
+            [f"{n}=URI" for n in step.inputs]
+            + [f"{n}=URI (optional)" for n in step.optional_inputs]
         )
         raise typer.BadParameter(
             f"step '{step.name}' takes --input {usage or '(none)'}; "
@@ -91,6 +93,9 @@ def _register_step(step: Step) -> None:
 
 for _step in STEPS.values():
     _register_step(_step)
+
+
+app.command("doctor")(doctor)
 
 
 @app.command()

@@ -143,13 +143,13 @@ def stage_model_cmd(
     force: bool = typer.Option(False, help="Mirror again even if the store has it."),
 ) -> None:
     """Mirror a model into the store once; prints the s3:// (or file://) location to use."""
+    from satk8s.store.keys import input_digest
     from satk8s.store.stage_model import (
         StageModelConfig,
         is_local_reference,
         model_uri,
         stage_model,
     )
-    from satk8s.store.keys import input_digest
     from satk8s.store.uri import join
 
     def run() -> dict[str, Any]:

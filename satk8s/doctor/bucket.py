@@ -64,8 +64,15 @@ def _client_error_fix(code: str, bucket: str, prefix: str, ns: str, secret: str 
         where = f"Secret {secret} in {ns}" if secret else "your AWS credentials"
         return f"the keys are wrong or expired: update {where}"
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
-        who = f"the keys in Secret {secret}" if secret else "the role the runs use (IRSA/workload identity)"
-        return f"grant {who} s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on {resource}"
+        who = (
+            f"the keys in Secret {secret}"
+            if secret
+            else "the role the runs use (IRSA/workload identity)"
+        )
+        return (
+            f"grant {who} s3:PutObject, s3:GetObject and s3:DeleteObject on {resource}, "
+            f"and s3:ListBucket on arn:aws:s3:::{bucket}"
+        )
     if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed"):
         return "the bucket is in another region: set store.region to the bucket's region"
     return f"check store.endpoint and store.region for bucket {bucket}"

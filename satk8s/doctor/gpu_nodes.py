@@ -150,14 +150,15 @@ def check_gpu_nodes(ctx: DoctorContext) -> CheckResult:
         problems.append(f"not Ready: {', '.join(not_ready)} (kubectl describe node <name>)")
     for pool in _configured_pools(ctx):
         labels = pool.get("nodeLabels") or {}
-        matched = [
-            n for n in usable if all(n.labels.get(k) == v for k, v in labels.items())
-        ]
+        matched = [n for n in usable if all(n.labels.get(k) == v for k, v in labels.items())]
         gpus = sum(n.allocatable for n in matched)
-        details.append(f"chart pool {pool['name']} ({labels}): {len(matched)} node(s), {gpus} GPUs")
+        selector = ",".join(f"{k}={v}" for k, v in labels.items()) or "no labels"
+        details.append(
+            f"chart pool {pool['name']} ({selector}): {len(matched)} node(s), {gpus} GPUs"
+        )
         if not matched:
             problems.append(
-                f"chart pool '{pool['name']}' matches no ready GPU node with labels {labels}: "
+                f"chart pool '{pool['name']}' matches no ready GPU node with labels {selector}: "
                 "fix gpuPools[].nodeLabels in the chart values (kubectl get nodes --show-labels), "
                 "or ignore this if the pool autoscales from zero"
             )

@@ -110,5 +110,6 @@ def check_launcher(ctx: DoctorContext) -> CheckResult:
     )
     endpoint = launcher.endpoint or "AWS default"
     return CheckResult.ok(
-        NAME, f"pipeline root {launcher.pipeline_root} (endpoint {endpoint}, keys from {credentials})"
+        NAME,
+        f"pipeline root {launcher.pipeline_root} (endpoint {endpoint}, keys from {credentials})",
     )

@@ -55,7 +55,9 @@ def run_doctor(ctx: DoctorContext, only: Iterable[str] | None = None) -> list[Ch
             continue
         needs_cluster = not (check.name == "kfp-api" and ctx.options.kfp_host)
         if api.status is Status.FAIL and needs_cluster:
-            results.append(CheckResult.skip(check.name, "skipped: the Kubernetes API is unreachable"))
+            results.append(
+                CheckResult.skip(check.name, "skipped: the Kubernetes API is unreachable")
+            )
             continue
         try:
             results.append(check.run(ctx))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,10 +36,10 @@ from satk8s.store.fetch import (
     missing_or_truncated,
     read_manifest_at,
 )
-from satk8s.store.keys import current_code_version, input_digest, step_key
+from satk8s.store.keys import current_code_version, input_digests, step_key
 from satk8s.store.layout import MANIFEST, is_hidden, lock_uri, manifest_uri, marker_uri
 from satk8s.store.manifest import build_manifest, describe_files, manifest_bytes
-from satk8s.store.uri import join, local_path, scheme_of
+from satk8s.store.uri import join, scheme_of
 
 log = logging.getLogger(__name__)
 PARTIALS = ".partial"
@@ -75,8 +74,9 @@ def open_output(out: str, force: bool = False) -> Path:
 
 
 def commit_partial(root: Path, rel_path: str) -> None:
-    """Put one finished piece of the output (a file or a directory below `root`) in the store
-    now, so a restarted step resumes after it. The piece must not change afterwards."""
+    """Put one finished piece of the output (a file or a directory below `root`, path relative
+    to it) in the store now, so a restarted step resumes after it. All of a directory's files
+    come back on resume, or none."""
     out = _target(root)
     path = Path(root) / rel_path
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -87,7 +87,7 @@ def commit_partial(root: Path, rel_path: str) -> None:
             log.info("%s was finished by another writer; not committing %s", out, rel_path)
             return
         items = [(Path(root) / e["path"], join(out, e["path"]), e["sha256"]) for e in entries]
-        store.put_files(items, link=True)
+        store.put_files(items)  # a copy: the running step may still touch its own files
         _check_lock(lock, out)
         # Written after its files: a piece without a record is not resumed from.
         record = {"path": rel_path, "files": entries}
@@ -117,7 +117,7 @@ def commit(
     out = _target(root)
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     files = describe_files(root)
-    digests = {name: input_digest(uri) for name, uri in inputs.items()}
+    digests = input_digests(inputs)
     version = current_code_version()
     manifest = build_manifest(
         step,
@@ -142,6 +142,7 @@ def commit(
             }
         remote = listing(store, out)
         todo = _not_yet_there(store, out, root, files, remote)
+        # Hard links where the store is local: the staging dir goes away right after.
         store.put_files(
             [(Path(root) / f["path"], join(out, f["path"]), f["sha256"]) for f in todo], link=True
         )
@@ -181,14 +182,9 @@ def _not_yet_there(
 ) -> list[dict[str, Any]]:
     """The files the store does not already hold byte for byte (committed pieces are)."""
     same_size = [f for f in files if f["path"] in remote and remote[f["path"]].size == f["size"]]
-    if scheme_of(out) == "file":  # a committed piece is a hard link of the staged file
 
-        def same(f: dict[str, Any]) -> bool:
-            return os.path.samefile(Path(root) / f["path"], local_path(join(out, f["path"])))
-    else:
-
-        def same(f: dict[str, Any]) -> bool:
-            return store.sha256(join(out, f["path"])) == f["sha256"]
+    def same(f: dict[str, Any]) -> bool:
+        return store.sha256(join(out, f["path"])) == f["sha256"]
 
     with ThreadPoolExecutor(8) as pool:
         there = {
@@ -225,7 +221,7 @@ def _prefill(store: Store, out: str, root: Path) -> None:
         for f in record["files"]:
             items[root / f["path"]] = (join(out, f["path"]), root / f["path"], f["sha256"])
     if items:
-        store.get_files(list(items.values()), link=True)
+        store.get_files(list(items.values()))  # copies: the step may rewrite them in place
         log.info("%s: resuming from %d committed files", out, len(items))
 
 

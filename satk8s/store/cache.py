@@ -1,5 +1,6 @@
 """Local scratch for remote outputs: staging dirs that steps write into, and verified copies of
-inputs. Under `$SATK8S_CACHE/store` (default `./.cache/store`), like the tiny-model cache."""
+inputs. Under `$SATK8S_CACHE/store` (default `./.cache/store`) like the tiny-model cache, or
+`$SATK8S_STORE_CACHE`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ _HOST = socket.gethostname()
 
 
 def cache_root() -> Path:
+    """`$SATK8S_STORE_CACHE`, else `$SATK8S_CACHE/store` (default `./.cache/store`)."""
+    if explicit := os.environ.get("SATK8S_STORE_CACHE"):
+        return Path(explicit).expanduser().resolve()
     return Path(os.environ.get("SATK8S_CACHE", ".cache")).expanduser().resolve() / "store"
 
 

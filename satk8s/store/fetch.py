@@ -62,15 +62,27 @@ def finished_manifest(out: str) -> dict[str, Any] | None:
     return manifest
 
 
+_verified: set[tuple[Any, ...]] = set()
+
+
 def verify_local(root: Path, manifest: dict[str, Any], where: str) -> None:
-    """Check every file the manifest lists against its size and sha256."""
+    """Check every file the manifest lists against its size and sha256 (once per process
+    while the files' sizes and modification times stay the same)."""
+    stats = []
     for entry in manifest["files"]:
         path = root / entry["path"]
-        uri = join(where, entry["path"])
         if not path.is_file():
+            uri = join(where, entry["path"])
             raise DataError(uri, "listed in the manifest but missing; recompute with --force")
-        if (actual := sha256_file(path)) != entry["sha256"]:
-            raise CorruptObjectError(uri, entry["sha256"], actual)
+        stat = path.stat()
+        stats.append((entry["path"], entry["sha256"], stat.st_size, stat.st_mtime_ns))
+    seen = (str(root), *stats)
+    if seen in _verified:
+        return
+    for entry in manifest["files"]:
+        if (actual := sha256_file(root / entry["path"])) != entry["sha256"]:
+            raise CorruptObjectError(join(where, entry["path"]), entry["sha256"], actual)
+    _verified.add(seen)
 
 
 def fetch(uri: str, name: str, expect: str = "any") -> Path:
@@ -168,6 +180,13 @@ def _swap_in(tmp: Path, dest: Path) -> None:
 def keep_as_input(root: Path, out: str, manifest: dict[str, Any]) -> None:
     """Make a just-committed staging dir the cached input copy of `out` (saves a download
     when the next step runs in the same place)."""
+    listed = {f["path"] for f in manifest["files"]}
+    for path in sorted(Path(root).rglob("*"), reverse=True):  # scratch is not part of it
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel not in listed:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     dest = input_cache_dir(out)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _swap_in(root, dest)

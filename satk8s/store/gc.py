@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from satk8s.errors import Satk8sError
 from satk8s.store.base import get_store
 from satk8s.store.errors import StoreError
 from satk8s.store.inventory import Output, inventory
@@ -51,12 +52,17 @@ def mentioned_locations(value: Any) -> set[str]:
         return set().union(*(mentioned_locations(v) for v in value.values()))
     if isinstance(value, list):
         return set().union(*(mentioned_locations(v) for v in value))
-    if isinstance(value, str) and value.startswith(("s3://", "file://", "/")):
-        try:
-            return {canonical(value)}
-        except Exception:  # not a location after all
-            return set()
-    return set()
+    if not isinstance(value, str):
+        return set()
+    found = set()
+    for part in value.split(","):  # pipelines pass several locations comma-separated
+        part = part.strip()
+        if part.startswith(("s3://", "file://", "/")):
+            try:
+                found.add(canonical(part))
+            except Satk8sError:  # not a location after all
+                pass
+    return found
 
 
 def read_keep(location: str) -> set[str]:

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from satk8s.store.uri import join
 
 KEY_LENGTH = 32  # hex characters: 128 bits
+log = logging.getLogger(__name__)
 
 
 def canonical_json(value: Any) -> str:
@@ -117,3 +119,25 @@ def input_digest(uri: str) -> str:
         if not is_hidden(o.uri[len(prefix) :])
     ]
     return content_digest(files)
+
+
+def input_digests(inputs: dict[str, str | None]) -> dict[str, str | None]:
+    """`input_digest` of each named input. An absent optional input (empty) digests to None; a
+    comma-separated list of locations (how a pipeline passes several) to one combined digest."""
+    from satk8s.errors import Satk8sError
+
+    digests: dict[str, str | None] = {}
+    for name, value in inputs.items():
+        locations = [v.strip() for v in str(value or "").split(",") if v.strip()]
+        try:
+            parts = [input_digest(location) for location in locations]
+        except Satk8sError as err:  # recorded, not fatal: the step's work is done by now
+            log.warning("input '%s' could not be digested: %s", name, err)
+            parts = []
+        if not parts:
+            digests[name] = None
+        elif len(parts) == 1:
+            digests[name] = parts[0]
+        else:
+            digests[name] = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return digests

@@ -68,7 +68,10 @@ class LocalStore:
             return []
         out = []
         for path in _files(root):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed or removed by another writer meanwhile
+                continue
             rel = path.relative_to(root).as_posix()
             out.append(ObjectInfo(f"{uri.rstrip('/')}/{rel}", stat.st_size, stat.st_mtime))
         return sorted(out, key=lambda o: o.uri)

@@ -36,6 +36,9 @@ _HINTS = {
     "InvalidAccessKeyId": "the access key is not known to this endpoint; check the credentials",
     "SignatureDoesNotMatch": "the secret key does not match; check the credentials",
     "ExpiredToken": "the session token expired; refresh the credentials",
+    "NoSuchKey": "no such object",
+    "404": "no such object",
+    "403": "access denied; check the credentials and the bucket policy",
 }
 T = TypeVar("T")
 
@@ -106,7 +109,7 @@ class S3Store:
         )
         config = botocore.config.Config(
             s3={"addressing_style": settings.addressing_style},
-            retries={"max_attempts": 5, "mode": "standard"},
+            retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
             max_pool_connections=max(10, 2 * settings.max_concurrency),
         )
         self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)

@@ -10,7 +10,7 @@ Every field comes from config (`S3Settings.from_config`) or else the environment
 | access_key_id        | AWS_ACCESS_KEY_ID                                          |
 | secret_access_key    | AWS_SECRET_ACCESS_KEY                                      |
 | session_token        | AWS_SESSION_TOKEN                                          |
-| multipart_threshold_mb, multipart_chunk_mb, max_concurrency, lock_ttl_s | SATK8S_S3_<NAME> |
+| multipart_threshold_mb, multipart_chunk_mb, max_concurrency, max_attempts, lock_ttl_s | SATK8S_S3_<NAME> |
 
 Unset credentials fall through to boto3's own chain (profile, IRSA, instance role). The
 credentials never appear in `repr` or `str`.
@@ -37,6 +37,7 @@ _ENV = {
     "multipart_threshold_mb": ("SATK8S_S3_MULTIPART_THRESHOLD_MB",),
     "multipart_chunk_mb": ("SATK8S_S3_MULTIPART_CHUNK_MB",),
     "max_concurrency": ("SATK8S_S3_MAX_CONCURRENCY",),
+    "max_attempts": ("SATK8S_S3_MAX_ATTEMPTS",),
     "lock_ttl_s": ("SATK8S_S3_LOCK_TTL_S",),
 }
 _CREDENTIALS = ("access_key_id", "secret_access_key", "session_token")
@@ -60,6 +61,8 @@ class S3Settings:
     """Part size (S3 needs at least 5 MiB per part)."""
     max_concurrency: int = 8
     """Parallel transfer threads (parts and files)."""
+    max_attempts: int = 5
+    """Tries per request (throttling, 5xx and connection errors are retried with backoff)."""
     lock_ttl_s: float = 60.0
     """A writer's lock that is not renewed for this long is taken over (the writer died)."""
 
@@ -72,7 +75,7 @@ class S3Settings:
             raise ConfigError(
                 "multipart_chunk_mb", f"S3 parts must be >= 5 MiB, got {self.multipart_chunk_mb}"
             )
-        for name in ("multipart_threshold_mb", "max_concurrency", "lock_ttl_s"):
+        for name in ("multipart_threshold_mb", "max_concurrency", "max_attempts", "lock_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
         register_secrets(getattr(self, name) for name in _CREDENTIALS)

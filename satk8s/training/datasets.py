@@ -1,6 +1,8 @@
 """Training sets from the kept solutions and one signal's scores (step 6: signal x algorithm).
 
-Every set is plain text, tokenizer-free, so one table trains any model:
+Every set is plain text, tokenizer-free, so one table trains any model (no eos text, no chat
+template: `TrainConfig.chat_template` wraps the turns at training time, when the tokenizer is
+known):
 
 - `sft`: every kept (correct) solution, weight 1 -- the baseline that ignores the signal.
 - `best_of_n`: the top-k solutions of each question by score.

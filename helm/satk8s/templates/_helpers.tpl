@@ -46,3 +46,15 @@ which the kubelet resolves, so the run ServiceAccount needs no API access to the
 {{- fail (printf "secrets.%s.source=external needs secrets.%s.external.remoteKey" .key .key) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Is store.endpoint AWS S3 itself? Then clients pick the regional endpoint themselves. */}}
+{{- define "satk8s.awsEndpoint" -}}
+{{- if hasSuffix "amazonaws.com" (first (splitList ":" .Values.store.endpoint)) }}true{{ end -}}
+{{- end -}}
+
+{{/* The store as a URL for boto3 (SATK8S_S3_ENDPOINT_URL); empty for AWS S3 itself. */}}
+{{- define "satk8s.endpointUrl" -}}
+{{- if not (include "satk8s.awsEndpoint" .) -}}
+{{- printf "%s://%s" (ternary "http" "https" .Values.store.disableSSL) .Values.store.endpoint -}}
+{{- end -}}
+{{- end -}}
