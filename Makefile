@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+GRID ?= arith
 
-.PHONY: install test test-fast lint format demo images clean
+.PHONY: install test test-fast lint format demo images clean submit component
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +34,20 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 demo: $(STAMP)
-	$(VENV)/bin/satk8s demo
+	$(VENV)/bin/satk8s run smoke --local --store .demo/store --workdir .demo/kfp
 
 # Build and push the step images with docker buildx; records image@digest in images/digests.json.
 images:
 	REGISTRY="$(REGISTRY)" images/build.sh $(IMAGES)
 
+# Compile a grid to one pipeline and submit it to the KFP server at KFP_HOST (token, namespace,
+# experiment from KFP_TOKEN, KFP_NAMESPACE, KFP_EXPERIMENT); prints the run's UI link.
+submit: $(STAMP)
+	mkdir -p build && $(VENV)/bin/satk8s grid compile $(GRID) -o build/$(GRID).yaml && $(VENV)/bin/satk8s submit build/$(GRID).yaml
+
+# One step in its image with the GPU, on the same store: make component C=generate ARGS="--out …"
+component: $(STAMP)
+	$(VENV)/bin/satk8s component $(C) $(ARGS)
+
 clean:
-	rm -rf .demo .cache .pytest_cache .ruff_cache
+	rm -rf .demo .cache .satk8s-store build .pytest_cache .ruff_cache

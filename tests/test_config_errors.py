@@ -10,7 +10,9 @@ import pytest
 
 from satk8s.config import build_config
 from satk8s.errors import ConfigError, DataError
-from satk8s.steps import GenerateConfig, PrepareConfig, generate, prepare
+from satk8s.steps import GenerateConfig, PrepareConfig
+from satk8s.steps.generate import generate
+from satk8s.steps.prepare import prepare
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +22,6 @@ def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was loaded before the input was checked")
 
-    # The module, not the `generate` function that satk8s.steps re-exports under the same name.
     monkeypatch.setattr(sys.modules["satk8s.steps.generate"], "load_backend", forbidden)
 
 

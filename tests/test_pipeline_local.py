@@ -10,7 +10,10 @@ import pytest
 
 from satk8s.generation import SamplingConfig
 from satk8s.generation.shards import read_samples
-from satk8s.steps import GenerateConfig, PrepareConfig, SaturateConfig, generate, prepare, saturate
+from satk8s.steps import GenerateConfig, PrepareConfig, SaturateConfig
+from satk8s.steps.generate import generate
+from satk8s.steps.prepare import prepare
+from satk8s.steps.saturate import saturate
 from satk8s.tasks.arith import ArithTaskConfig
 
 pytestmark = pytest.mark.slow

@@ -16,6 +16,7 @@ from satk8s.tiny import TinyBuildConfig, build_or_reuse, build_tiny_model
 from satk8s.tiny import build as build_module
 from satk8s.tiny.build import (
     SUMMARY_FILE,
+    code_fingerprint,
     config_hash,
     is_correct,
     is_finished,
@@ -155,6 +156,20 @@ def test_build_or_reuse_builds_once_per_config(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "build_tiny_model", no_rebuild)
     assert build_or_reuse(tmp_path, SHORT) == target
     assert config_hash(replace(SHORT, seed=1)) != config_hash(SHORT)
+
+
+def test_code_fingerprint_ignores_docstrings_and_comments_but_not_code():
+    source = '''"""Module."""
+
+def f(x):
+    """Double it."""
+    return 2 * x  # why
+'''
+    reworded = source.replace("Double it.", "Twice x.").replace("# why", "# because")
+    assert code_fingerprint(reworded) == code_fingerprint(source)
+    assert code_fingerprint(source.replace("2 * x", "3 * x")) != code_fingerprint(source)
+    # A string constant that is code, not a docstring, still counts.
+    assert code_fingerprint('x = "a"\n') != code_fingerprint('x = "b"\n')
 
 
 def test_build_or_reuse_replaces_an_unfinished_directory(tmp_path, monkeypatch):

@@ -49,8 +49,11 @@ def doctor(
         "bucket. Default: all.",
     ),
 ) -> None:
-    """Check the cluster and namespace: GPU nodes per pool, the KFP API, the namespace's
-    ConfigMaps and Secrets, and that the bucket is writable. Each failure comes with its fix."""
+    """Check the cluster: GPU nodes, KFP API, namespace settings, bucket; each failure with its fix.
+
+    Reads the GPU nodes per pool and their allocatable nvidia.com/gpu, checks that the KFP API
+    answers, that the namespace's ConfigMaps and Secrets are present, and that the bucket is
+    writable."""
     from kubernetes.config import ConfigException
 
     from satk8s.doctor import DoctorContext, DoctorOptions, failed, format_report, run_doctor

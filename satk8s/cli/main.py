@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
+from satk8s.cli.component_cmd import COMPONENT_SETTINGS, component
 from satk8s.cli.doctor_cmd import doctor
+from satk8s.cli.grid_cmd import grid_app
+from satk8s.cli.pipeline_cmd import compile_cmd, run, run_local_grid
+from satk8s.cli.runs_cmd import runs_app, submit
+from satk8s.cli.store_cmd import store_app
 from satk8s.errors import Satk8sError
 from satk8s.steps import STEPS, Step
 
@@ -82,12 +86,9 @@ def _register_step(step: Step) -> None:
             _fail(err)
         typer.echo(json.dumps(summary, indent=2, default=str))
 
-    # The step module's first docstring line says what the step does ("Step `x`: ...").
-    what = (sys.modules[step.run.__module__].__doc__ or name).strip().splitlines()[0]
-    what = what.split(": ", 1)[-1]
     optional = f" (optional: {', '.join(step.optional_inputs)})" if step.optional_inputs else ""
     inputs = ", ".join(step.inputs) or "none"
-    command.__doc__ = f"{what[0].upper()}{what[1:]} Inputs: {inputs}{optional}."
+    command.__doc__ = f"{step.summary} Inputs: {inputs}{optional}."
     step_app.command(name)(command)
 
 
@@ -96,22 +97,26 @@ for _step in STEPS.values():
 
 
 app.command("doctor")(doctor)
+app.add_typer(store_app, name="store")
+app.add_typer(grid_app, name="grid")
+app.command("submit")(submit)
+app.add_typer(runs_app, name="runs")
+app.command("component", context_settings=COMPONENT_SETTINGS)(component)
+
+
+grid_app.command("compile")(compile_cmd)
+app.command("run")(run)
 
 
 @app.command()
 def demo(
     workdir: Path = typer.Option(
-        Path(".demo"), help="Where models and outputs go (file:// store)."
+        Path(".demo"), help="Where the store (store/) and kfp.local's files (kfp/) go."
     ),
     force: bool = typer.Option(False, help="Recompute every step."),
 ) -> None:
-    """The whole method locally on CPU with the tiny embedded model."""
-    from satk8s.demo import run_demo
-
-    try:
-        run_demo(workdir, force=force)
-    except Satk8sError as err:
-        _fail(err)
+    """The whole method on CPU with the tiny model: `satk8s run smoke --local` into WORKDIR."""
+    run_local_grid("smoke", [], workdir / "store", workdir / "kfp", force=force)
 
 
 if __name__ == "__main__":

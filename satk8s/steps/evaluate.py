@@ -15,6 +15,7 @@ from satk8s.evaluation.evaluate import EvalConfig, evaluate_model
 from satk8s.steps.calibrate import split_locations
 from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 
 
@@ -63,8 +64,8 @@ def evaluate(
     if model:
         model_dir = str(input_path(model, "model", "step") / "model")
     elif config.model:
-        model_dir = config.model
-        check_model_reference(model_dir)
+        check_model_reference(config.model)
+        model_dir = resolve_model(config.model)
     else:
         raise ConfigError("model", "give a trained-model input or config.model")
     per_question, summary = evaluate_model(model_dir, sets, config.eval)

@@ -12,6 +12,7 @@ from satk8s.report.report import build_report
 from satk8s.steps.calibrate import split_locations
 from satk8s.steps.evaluate import load_evaluation
 from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.store.uri import join
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ def report(
     summary = {
         "title": config.title,
         "cells": len(cells),
-        "report": str(root / "report.md"),
-        "html": str(root / "report.html"),
+        # Where they live once committed (the staging directory goes away).
+        "report": join(out, "report.md"),
+        "html": join(out, "report.html"),
         "table_markdown": written["table_markdown"],
     }
     inputs = {"evaluations": evaluations, "saturation": saturation, "calibration": calibration}

@@ -17,6 +17,7 @@ from satk8s.signals.random_control import random_scores
 from satk8s.signals.self_judge import SelfJudgeConfig, self_judge_scores
 from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.store.stage_model import resolve_model
 
 SIGNALS = ("entropy", "self_judge", "external_judge", "random")
 
@@ -45,13 +46,15 @@ class SignalConfig:
             raise ConfigError("model", f"signal '{self.signal}' needs the policy model")
 
 
-def _compute(kept: pa.Table, config: SignalConfig) -> tuple[pa.Table, pa.Table | None, dict]:
+def _compute(
+    kept: pa.Table, config: SignalConfig, model: str
+) -> tuple[pa.Table, pa.Table | None, dict]:
     if config.signal == "random":
         return random_scores(kept, config.random_seed), None, {}
     if config.signal == "entropy":
-        return entropy_scores(kept, config.model, config.entropy), None, {}
+        return entropy_scores(kept, model, config.entropy), None, {}
     if config.signal == "self_judge":
-        return self_judge_scores(kept, config.model, config.self_judge)
+        return self_judge_scores(kept, model, config.self_judge)
     return external_judge_scores(kept, config.external_judge)
 
 
@@ -64,7 +67,9 @@ def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dic
     table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
     if config.signal in ("entropy", "self_judge"):
         check_model_reference(config.model)
-    scores, pairs, diagnostics = _compute(table, config)
+    # A hub id, a local directory, or a store prefix (fetched and verified once).
+    model = resolve_model(config.model) if config.model else ""
+    scores, pairs, diagnostics = _compute(table, config, model)
     root = open_output(out, force)
     pq.write_table(scores, root / "scores.parquet")
     if pairs is not None:

@@ -10,7 +10,14 @@ import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError
 from satk8s.steps.generate import check_model_reference
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import (
+    commit,
+    commit_partial,
+    finished_summary,
+    input_path,
+    open_output,
+)
+from satk8s.store.stage_model import resolve_model
 from satk8s.training.datasets import validate_training_set
 from satk8s.training.train import TrainConfig, train
 
@@ -39,5 +46,12 @@ def train_model(
     validate_training_set(table, config.train.algorithm, source=f"{dataset}/train.parquet")
     check_model_reference(config.model)
     root = open_output(out, force)  # checkpoints already there are resumed from
-    summary = train(table, config.model, root, config.train)
+    summary = train(
+        table,
+        resolve_model(config.model),
+        root,
+        config.train,
+        # Each checkpoint goes to the store as it is written: a restart resumes from it.
+        on_checkpoint=lambda ckpt: commit_partial(root, ckpt.relative_to(root).as_posix()),
+    )
     return commit(root, "train", config, {"dataset": dataset}, summary, started)

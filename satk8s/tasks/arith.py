@@ -163,6 +163,22 @@ def solution_for(expression: str) -> str:
     return "\n".join(lines)
 
 
+def checked_solution_for(expression: str) -> str:
+    """The reference solution with one more, redundant line before the answer that checks the
+    last +/- step by its inverse (`7-4=3` after `3+4=7`). Equally correct and longer: it gives
+    the tiny model two styles of correct solution, so its saturated samples differ in quality
+    (the oracle prefers more correct steps, so a right check line wins and a wrong one
+    loses)."""
+    steps = steps_for(expression)
+    a, op, b, c = steps[-1]
+    if op == "*":
+        return solution_for(expression)
+    inverse = "-" if op == "+" else "+"
+    lines = [f"{x}{o}{y}={z}" for x, o, y, z in steps]
+    lines += [f"{c}{inverse}{b}={a}", f"#### {c}"]
+    return "\n".join(lines)
+
+
 def parse_steps(text: str) -> list[tuple[int, str, int, int]]:
     """Read every `a<op>b=c` line of a solution as (a, op, b, claimed c); other lines are skipped.
 

@@ -15,6 +15,7 @@ not on harder ones, so every step of the method has real work to do.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -60,8 +61,8 @@ def _default_mix() -> dict[str, float]:
 class TinyBuildConfig:
     """How the tiny model is trained.
 
-    The defaults build in about 3 minutes on one CPU core and give (seeds 0 and 1, 100 questions
-    per level): easy all-8-samples-correct 98%, two-digit greedy 11-28%, hard greedy 16-28%.
+    The defaults build in about 3-4 minutes on one CPU core and give (seed 0, 100 questions per
+    level): easy all-8-samples-correct 97%, two-digit greedy 14%, hard greedy 30%.
     """
 
     seed: int = 0
@@ -84,6 +85,10 @@ class TinyBuildConfig:
     """torch CPU threads while building; weights are reproducible for a fixed value. One thread is
     about as fast as two for matmuls this small, and two threads run 10-20x slower (spinning at
     barriers) as soon as another process shares a 2-core machine."""
+    check_fraction: float = 0.3
+    """Share of training solutions written with a redundant check line
+    (`arith.checked_solution_for`). Two correct styles make the saturated samples differ, so
+    signals, judges and DPO pairs have something to rank; 0 gives one style only."""
     measure_count: int = 100
     """Questions per level for the saturation figures in tiny_build.json; 0 skips measuring."""
 
@@ -99,6 +104,8 @@ class TinyBuildConfig:
             raise ConfigError(
                 "easy_warmup_fraction", f"must be in [0, 1], got {self.easy_warmup_fraction}"
             )
+        if not 0.0 <= self.check_fraction <= 1.0:
+            raise ConfigError("check_fraction", f"must be in [0, 1], got {self.check_fraction}")
         if self.measure_count < 0:
             raise ConfigError("measure_count", f"must be >= 0, got {self.measure_count}")
         unknown = set(self.mix) - set(LEVELS)
@@ -119,12 +126,20 @@ def training_text(question: str, solution: str) -> tuple[str, str]:
 
 
 def sample_batch(
-    rng: random.Random, tokenizer: PreTrainedTokenizerBase, size: int, mix: dict[str, float]
+    rng: random.Random,
+    tokenizer: PreTrainedTokenizerBase,
+    size: int,
+    mix: dict[str, float],
+    check_fraction: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """A right-padded batch of random questions with labels on the completion only."""
     names = rng.choices(list(mix), weights=list(mix.values()), k=size)
     expressions = [arith.random_expression(LEVELS[name], rng) for name in names]
-    texts = [training_text(e, arith.solution_for(e)) for e in expressions]
+    styles = [rng.random() < check_fraction for _ in expressions]
+    texts = [
+        training_text(e, arith.checked_solution_for(e) if checked else arith.solution_for(e))
+        for e, checked in zip(expressions, styles, strict=True)
+    ]
     # One batched tokenizer call per side: per-example calls cost more than the model step.
     prompts = tokenizer([p for p, _ in texts])["input_ids"]
     completions = tokenizer([c for _, c in texts])["input_ids"]
@@ -183,7 +198,7 @@ def train(
     start = time.perf_counter()
     for step in range(config.steps):
         mix = {"easy": 1.0} if step < easy_steps else config.mix
-        batch = sample_batch(rng, tokenizer, config.batch_size, mix)
+        batch = sample_batch(rng, tokenizer, config.batch_size, mix, config.check_fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         loss = model(**batch).loss
@@ -275,9 +290,26 @@ def config_hash(config: TinyBuildConfig) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(asdict(config), sort_keys=True).encode())
     for path in SOURCE_FILES:
-        digest.update(path.read_bytes())
+        digest.update(code_fingerprint(path.read_text()).encode())
     digest.update(f"{torch.__version__} {transformers.__version__}".encode())
     return digest.hexdigest()[:16]
+
+
+def code_fingerprint(source: str) -> str:
+    """The source's syntax tree without docstrings: comments, docstrings and formatting do not
+    shape the weights, so editing them keeps the cached build (a rebuild costs minutes)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
 
 
 def build_or_reuse(cache_root: str | Path, config: TinyBuildConfig = TinyBuildConfig()) -> Path:
@@ -334,8 +366,8 @@ def _measure(model_dir: Path, level: ArithLevel | str, count: int, samples: int,
     inputs = tokenizer(
         [format_prompt(q.question) for q in questions], return_tensors="pt", padding=True
     )
-    # Room for the longest reference completion plus some slack for a wrong, longer one.
-    max_new = max(len(q.solution) for q in questions) + 8
+    # Room for the longest reference completion, a check line and some slack.
+    max_new = max(len(q.solution) for q in questions) + 16
     common = {
         "max_new_tokens": max_new,
         "pad_token_id": tokenizer.pad_token_id,

@@ -20,6 +20,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,8 @@ class TrainConfig:
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA branch."""
-    target_modules: str | tuple[str, ...] = "all-linear"
+    # Any: OmegaConf cannot type a union of a string and a tuple; checked in __post_init__.
+    target_modules: Any = "all-linear"
     """Modules that get an adapter: "all-linear" (every linear layer but the LM head, any
     architecture) or module names such as ("q_proj", "v_proj")."""
     dpo_beta: float = 0.1
@@ -118,6 +120,15 @@ class TrainConfig:
     transformers value ("eager", "sdpa", "flash_attention_2")."""
 
     def __post_init__(self) -> None:
+        targets = self.target_modules
+        if not isinstance(targets, str):
+            targets = tuple(targets) if isinstance(targets, list | tuple) else None
+            if not targets or not all(isinstance(t, str) and t for t in targets):
+                raise ConfigError(
+                    "target_modules",
+                    f"must be 'all-linear' or a list of module names, got {self.target_modules!r}",
+                )
+            object.__setattr__(self, "target_modules", targets)
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(
                 "algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}"
@@ -213,8 +224,17 @@ def last_checkpoint(checkpoints: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def train(dataset: pa.Table, model_dir: str, out_dir: Path, config: TrainConfig) -> dict[str, Any]:
+def train(
+    dataset: pa.Table,
+    model_dir: str,
+    out_dir: Path,
+    config: TrainConfig,
+    on_checkpoint: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     """Train the model in `model_dir` on `dataset`; returns a summary of the run.
+
+    `on_checkpoint` is called with each checkpoint directory once it is fully written (the
+    train step commits it to the store there, so a restarted pod resumes from it).
 
     The summary: steps, losses (one per logging step), final_loss, seconds (the whole call),
     train_seconds (the training loop of this call), tokens_seen
@@ -241,6 +261,8 @@ def train(dataset: pa.Table, model_dir: str, out_dir: Path, config: TrainConfig)
         model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
     )
     trainer = _trainer(model, tokenizer, train_dataset, out_dir / CHECKPOINTS, config, settings)
+    if on_checkpoint is not None:
+        trainer.add_callback(_checkpoint_callback(on_checkpoint))
 
     resume = last_checkpoint(out_dir / CHECKPOINTS)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -284,6 +306,17 @@ def _to_hf(table: pa.Table, config: TrainConfig, tokenizer: PreTrainedTokenizerB
             if key in row:
                 row[key] = [{"role": "assistant", "content": row[key].strip()}]
     return Dataset.from_list(rows)
+
+
+def _checkpoint_callback(on_checkpoint: Callable[[Path], None]) -> Any:
+    from transformers import TrainerCallback
+
+    class CheckpointSaved(TrainerCallback):
+        # on_save runs after the checkpoint (weights, optimizer, trainer state) is on disk.
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            on_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    return CheckpointSaved()
 
 
 def _trainer(

@@ -1,0 +1,1 @@
+"""The experiment pipeline built from a grid, and the Hydra grid configs under conf/."""

@@ -1,0 +1,313 @@
+"""A grid's Plan as one Kubeflow pipeline: one task per node, wired by output locations.
+
+Every node of the plan (`satk8s.grid.plan`) becomes one task of its step's component
+(`satk8s.components`), run at its content address. A task's output parameter is its output
+location; downstream tasks take it as the step input (several upstream locations are joined
+with commas, which KFP compiles into one string with a placeholder per upstream output). The
+node's compute profile (`plan.profiles[node.role]`) is applied with kfp and kfp-kubernetes, so
+the same YAML runs locally (kfp.local ignores the platform spec) and on a cluster.
+
+Compilation is deterministic: configs go in as canonical JSON (sorted keys), node selectors and
+secret keys are applied in sorted order, and nothing time- or host-dependent is embedded, so
+the same plan and images give a byte-identical YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from satk8s.errors import ConfigError
+from satk8s.grid.plan import ROLES, Node, Plan
+from satk8s.images import IMAGE_NAMES, load_image_refs
+
+PROFILE_KEYS = frozenset(
+    {
+        "accelerator_type",
+        "accelerator_count",
+        "cpu",
+        "memory",
+        "node_selector",
+        "tolerations",
+        "shm_size",
+        "secrets",
+        "config_maps",
+        "pod_labels",
+        "retries",
+        "backoff_duration",
+        "backoff_factor",
+        "backoff_max_duration",
+    }
+)
+"""Keys a compute profile may have; their shape is documented at
+`satk8s.grid.expand.profile_dict`. `cpu` and `memory` are both request and limit."""
+
+SHM_VOLUME = "dshm"
+"""The Memory-backed emptyDir mounted at /dev/shm: the container runtime's 64 MiB default is
+too small for PyTorch data loaders and NCCL."""
+
+
+def pipeline_name(grid: str) -> str:
+    """The KFP pipeline name of a grid (lower-case letters, digits and dashes)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", grid.lower()).strip("-")
+    return f"satk8s-{slug or 'grid'}"
+
+
+def resolve_images(images: Mapping[str, str] | str | Path | None) -> dict[str, str]:
+    """Image name -> pinned ref: a mapping as given, a digests file, or (None) the default
+    `images/digests.json`, which fails with how to build it when it does not exist."""
+    refs = dict(images) if isinstance(images, Mapping) else load_image_refs(images)
+    missing = [name for name in IMAGE_NAMES if not refs.get(name)]
+    if missing:
+        raise ConfigError("images", f"no image given for {missing}")
+    return refs
+
+
+def check_plan(plan: Plan) -> None:
+    """Fail on a plan the pipeline cannot be built from, naming the node."""
+    from satk8s.steps import STEPS
+
+    seen: set[str] = set()
+    for node in plan.nodes:
+        where = f"plan node '{node.id}'"
+        if node.id in seen:
+            raise ConfigError(where, "node id is not unique")
+        if node.step not in STEPS:
+            raise ConfigError(where, f"unknown step '{node.step}'; known: {', '.join(STEPS)}")
+        if node.role not in ROLES:
+            raise ConfigError(where, f"unknown role '{node.role}'; known: {', '.join(ROLES)}")
+        allowed = set(STEPS[node.step].inputs) | set(STEPS[node.step].optional_inputs)
+        if unknown := sorted(set(node.inputs) - allowed):
+            raise ConfigError(where, f"step '{node.step}' has no inputs {unknown}")
+        upstream = [u for ids in node.inputs.values() for u in ids]
+        if node.model_from:
+            upstream.append(node.model_from)
+        if late := [u for u in upstream if u not in seen]:
+            raise ConfigError(where, f"reads {late}, which are not earlier nodes of the plan")
+        seen.add(node.id)
+    for role in plan.profiles:
+        if role not in ROLES:
+            raise ConfigError(f"profiles.{role}", f"unknown role; known: {', '.join(ROLES)}")
+
+
+def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
+    """The plan as a KFP pipeline (a `@dsl.pipeline` GraphComponent) with parameters
+    `store_root` (default `plan.store_root`) and `force`."""
+    from kfp import dsl
+
+    from satk8s.components import image_for_role, step_component
+
+    check_plan(plan)
+    refs = resolve_images(images)
+
+    def satk8s_grid(store_root: str = plan.store_root, force: bool = False) -> None:
+        tasks: dict[str, Any] = {}
+        for node in plan.nodes:
+            component = step_component(node.step, image_for_role(node.role, refs))
+            arguments: dict[str, Any] = {
+                "node": node.id,
+                "store_root": store_root,
+                "config_json": canonical_config(node),
+                "force": force,
+            }
+            for name, upstream in node.inputs.items():
+                arguments[name] = _joined([tasks[u].outputs["Output"] for u in upstream])
+            if node.model_from:
+                arguments["model_location"] = tasks[node.model_from].outputs["Output"]
+            task = component(**arguments)
+            task.set_display_name(node.id)
+            # The satk8s store is the cache: a step's output lives at its content address
+            # (config, input digests, code version) and a finished one returns at once, for
+            # any grid, re-submission or local run. KFP's cache keys on the task spec and its
+            # input values instead, not on what the store holds: it would replay a task whose
+            # output was deleted, or a `force` run, from its own metadata without running it.
+            task.set_caching_options(False)
+            apply_profile(task, plan.profiles.get(node.role, {}), f"profiles.{node.role}")
+            tasks[node.id] = task
+
+    # KFP reads the parameter types from real annotations; this module's are strings
+    # (`from __future__ import annotations`).
+    satk8s_grid.__annotations__ = {"store_root": str, "force": bool, "return": None}
+    cells = len(plan.cells)
+    description = (
+        f"satk8s grid '{plan.grid}': {len(plan.nodes)} steps, {cells} cells "
+        "(learning from saturated data)"
+    )
+    with _cheap_caller_lookup():
+        return dsl.pipeline(name=pipeline_name(plan.grid), description=description)(satk8s_grid)
+
+
+def compile_plan(
+    plan: Plan, path: str | Path, images: Mapping[str, str] | str | Path | None = None
+) -> Path:
+    """Compile the plan's pipeline to a KFP YAML at `path`. `images` is a digests file, None
+    for the default `images/digests.json` (fails, saying how to build it, when there is none),
+    or a mapping taken as given (the local run's placeholders; tests)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(pipeline_yaml(build_pipeline(plan, resolve_images(images))))
+    return target
+
+
+def pipeline_yaml(pipeline: Any) -> str:
+    """The YAML `kfp.compiler.Compiler().compile` writes for a pipeline: its header comment,
+    the pipeline spec and (when a task has platform settings) the platform spec, keys sorted.
+
+    Written here with libyaml's emitter when PyYAML has it: kfp's pure-Python `yaml.dump` takes
+    most of a large grid's compile time (about 3 s of a 420-task pipeline). The documents are
+    the same data; only line wrapping of long strings can differ from kfp's own output."""
+    import yaml
+    from google.protobuf import json_format
+    from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
+
+    spec = json_format.MessageToDict(pipeline.pipeline_spec)
+    documents = [spec]
+    if pipeline.platform_spec.platforms:
+        documents.append(json_format.MessageToDict(pipeline.platform_spec))
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    body = yaml.dump_all(documents, Dumper=dumper, sort_keys=True)
+    return extract_comments_from_pipeline_spec(spec, pipeline.description) + body
+
+
+def canonical_config(node: Node) -> str:
+    """The node's config as JSON text with sorted keys: exact (kfp.local would turn a list of
+    ints into floats) and the same bytes on every compile."""
+    return json.dumps(node.config, sort_keys=True, separators=(",", ":"))
+
+
+def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile") -> None:
+    """Set a task's accelerators, cpu/memory, node pool, tolerations, /dev/shm, secrets and
+    ConfigMaps as env (by name only: secret values never enter the pipeline), pod labels and
+    retries from a compute profile (`satk8s.grid.expand.profile_dict`)."""
+    from kfp import kubernetes
+
+    if unknown := sorted(set(profile) - PROFILE_KEYS):
+        raise ConfigError(
+            where, f"unknown keys {unknown}; known: {', '.join(sorted(PROFILE_KEYS))}"
+        )
+    count = int(profile.get("accelerator_count") or 0)
+    if profile.get("accelerator_type") and count > 0:
+        task.set_accelerator_type(str(profile["accelerator_type"]))
+        task.set_accelerator_limit(count)
+    if cpu := profile.get("cpu"):
+        task.set_cpu_request(str(cpu)).set_cpu_limit(str(cpu))
+    if memory := profile.get("memory"):
+        task.set_memory_request(str(memory)).set_memory_limit(str(memory))
+    for key, value in sorted((profile.get("node_selector") or {}).items()):
+        kubernetes.add_node_selector(task, label_key=str(key), label_value=str(value))
+    for i, toleration in enumerate(profile.get("tolerations") or []):
+        if not isinstance(toleration, Mapping):
+            raise ConfigError(f"{where}.tolerations[{i}]", "must be a mapping")
+        kubernetes.add_toleration(
+            task,
+            key=toleration.get("key") or None,
+            operator=toleration.get("operator") or None,
+            value=toleration.get("value") or None,  # "" with operator Exists: no value
+            effect=toleration.get("effect") or None,
+            toleration_seconds=toleration.get("toleration_seconds"),
+        )
+    if shm := profile.get("shm_size"):
+        kubernetes.empty_dir_mount(
+            task,
+            volume_name=SHM_VOLUME,
+            mount_path="/dev/shm",
+            medium="Memory",
+            size_limit=str(shm),
+        )
+    for i, secret in enumerate(profile.get("secrets") or []):
+        name, env = _source(secret, "secret", f"{where}.secrets[{i}]")
+        kubernetes.use_secret_as_env(
+            task, secret_name=name, secret_key_to_env=env, optional=bool(secret.get("optional"))
+        )
+    for i, config_map in enumerate(profile.get("config_maps") or []):
+        name, env = _source(config_map, "config_map", f"{where}.config_maps[{i}]")
+        kubernetes.use_config_map_as_env(
+            task,
+            config_map_name=name,
+            config_map_key_to_env=env,
+            optional=bool(config_map.get("optional")),
+        )
+    for key, value in sorted((profile.get("pod_labels") or {}).items()):
+        kubernetes.add_pod_label(task, label_key=str(key), label_value=str(value))
+    if retries := int(profile.get("retries") or 0):
+        factor = profile.get("backoff_factor")
+        task.set_retry(
+            num_retries=retries,
+            backoff_duration=_duration(profile.get("backoff_duration")),
+            backoff_factor=float(factor) if factor is not None else None,
+            backoff_max_duration=_duration(profile.get("backoff_max_duration")),
+        )
+
+
+def _source(entry: Any, kind: str, where: str) -> tuple[str, dict[str, str]]:
+    """(name, {key: ENV} sorted) of a secrets/config_maps entry: names only, never values."""
+    env = entry.get("env") if isinstance(entry, Mapping) else None
+    if not isinstance(entry, Mapping) or not entry.get(kind) or not isinstance(env, Mapping):
+        raise ConfigError(where, f"must be {{{kind}: <name>, env: {{<key>: <ENV_VAR>}}}}")
+    return str(entry[kind]), {str(k): str(v) for k, v in sorted(env.items())}
+
+
+@contextmanager
+def _cheap_caller_lookup() -> Iterator[None]:
+    """While the pipeline is built, give kfp's PipelineTask an `inspect.stack` that does not
+    read source files. Every resource setter (`set_cpu_request`, ...) calls `inspect.stack()`
+    only to name itself in an error message, and reading the source context of every frame
+    costs ~1 ms per call: about 2 s of a 420-task pipeline. Only kfp's pipeline_task module
+    sees the stand-in; the frames it returns carry no source lines."""
+    import inspect
+
+    from kfp.dsl import pipeline_task
+
+    class _Inspect:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inspect, name)
+
+        @staticmethod
+        def stack(context: int = 1) -> list[inspect.FrameInfo]:
+            frames, frame = [], sys._getframe(1)
+            while frame is not None:
+                code = frame.f_code
+                frames.append(
+                    inspect.FrameInfo(
+                        frame, code.co_filename, frame.f_lineno, code.co_name, None, None
+                    )
+                )
+                frame = frame.f_back
+            return frames
+
+    before = pipeline_task.inspect
+    pipeline_task.inspect = _Inspect()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pipeline_task.inspect = before
+
+
+def _duration(value: Any) -> str | None:
+    """A backoff duration as KFP wants it: `"30s"`; a bare number means seconds."""
+    if value is None or value == "":
+        return None
+    return f"{value}s" if isinstance(value, int | float) else str(value)
+
+
+def _joined(outputs: list[Any]) -> Any:
+    """One upstream output as itself (a plain data edge); several as one comma-joined string,
+    which KFP compiles into a constant with a placeholder per upstream output."""
+    return outputs[0] if len(outputs) == 1 else ",".join(str(o) for o in outputs)
+
+
+__all__ = [
+    "PROFILE_KEYS",
+    "apply_profile",
+    "build_pipeline",
+    "canonical_config",
+    "check_plan",
+    "compile_plan",
+    "pipeline_name",
+    "resolve_images",
+]

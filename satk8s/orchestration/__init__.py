@@ -1,0 +1,2 @@
+"""Running steps outside a single process: content-addressed step runs, KFP submission,
+one component in Docker."""

@@ -1,0 +1,32 @@
+"""Step `tiny`: the tiny embedded base model as a store output, for pipelines that run on it.
+
+The checkpoint comes from the local build cache (`build_or_reuse`), so a machine that already
+built this config does not train it again; the store then holds a plain HF checkpoint
+directory that every model-loading step takes as its `model`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from satk8s.steps.outputs import commit, finished_summary, open_output
+from satk8s.tiny.build import TinyBuildConfig, build_or_reuse
+from satk8s.tiny.cache import default_cache_root
+
+TinyStepConfig = TinyBuildConfig
+
+
+def tiny(
+    out: str, config: TinyBuildConfig = TinyBuildConfig(), force: bool = False
+) -> dict[str, Any]:
+    """Writes the checkpoint (config.json, model.safetensors, tokenizer files) at `out`."""
+    if not force and (cached := finished_summary(out)):
+        return cached
+    started = time.time()
+    built = build_or_reuse(default_cache_root(), config)
+    root = open_output(out, force)
+    shutil.copytree(built, root, dirs_exist_ok=True)
+    summary = {"parameters_built_from": str(built)}
+    return commit(root, "tiny", config, {}, summary, started)
