@@ -476,3 +476,15 @@ def test_grid_app_imports_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_expanding_a_grid_imports_no_model_or_stats_libraries() -> None:
+    """Grid expansion builds every step's config: the config classes must load without torch,
+    transformers, scipy or matplotlib (they cost seconds; only running a step needs them)."""
+    code = (
+        "import sys; from satk8s.grid import load_plan; plan = load_plan('arith'); "
+        "heavy = ('torch', 'transformers', 'trl', 'scipy', 'matplotlib'); "
+        "print(len(plan.nodes), sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "80 []"

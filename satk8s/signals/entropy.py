@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.signals.schema import ScoreRow, scores_table
 
+# torch and transformers load when entropy is computed, not when the config is built: grid
+# expansion and the compiler build every step's config and must stay fast.
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 SIGNAL = "entropy"
 DIRECTIONS = ("lower_is_better", "higher_is_better")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,10 @@ class EntropyConfig:
             )
         if not 0.0 < self.tail_fraction <= 1.0:
             raise ConfigError("tail_fraction", f"must be in (0, 1], got {self.tail_fraction}")
-        if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ConfigError(
-                "dtype", f"unknown dtype '{self.dtype}'; use auto, float32, bfloat16, float16"
-            )
+        if self.dtype not in DTYPES:
+            raise ConfigError("dtype", f"unknown dtype '{self.dtype}'; use {', '.join(DTYPES)}")
 
 
-@torch.inference_mode()
 def token_entropies(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -79,6 +77,21 @@ def token_entropies(
     """Per row, the entropy (nats, float32) of the model's next-token distribution at each
     position where `completion_mask` is true, i.e. the distribution each completion token
     was drawn from. Works with left or right padding ([batch, seq] tensors)."""
+    import torch
+
+    with torch.inference_mode():
+        return _token_entropies(model, input_ids, attention_mask, completion_mask, chunk_size)
+
+
+def _token_entropies(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    chunk_size: int,
+) -> list[torch.Tensor]:
+    import torch
+
     if completion_mask[:, 0].any():
         raise ValueError("the first position cannot be a completion token: nothing predicts it")
     # Positions from the mask, as generate does, so padding never shifts a row's positions.
@@ -121,6 +134,8 @@ def entropy_scores(
         )
     if kept.num_rows == 0:
         return scores_table([])
+    import torch
+
     qids = kept.column("question_id").to_pylist()
     indices = kept.column("sample_index").to_pylist()
     prompts = kept.column("prompt").to_pylist()
@@ -180,6 +195,9 @@ def _load(
     model_dir: str, device: str, dtype: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, torch.device]:
     """Model (eval mode, on its device), tokenizer and device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     where = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if device == "auto"

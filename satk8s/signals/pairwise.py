@@ -21,13 +21,15 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
-from transformers import PreTrainedTokenizerBase
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.signals.schema import ScoreRow, scores_table
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 AGGREGATES = ("bradley_terry", "win_rate")
 

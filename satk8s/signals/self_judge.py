@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from satk8s.errors import ConfigError
 from satk8s.signals.external_judge import judged_scores
-from satk8s.signals.hf_judge import HFPairJudge
 from satk8s.signals.pairwise import AGGREGATES, JudgeTemplate
 
 SIGNAL = "self_judge"
@@ -56,6 +55,8 @@ def self_judge_scores(
     """(scores in SCORES_SCHEMA with signal "self_judge", pairs in PAIRS_SCHEMA, diagnostics)."""
     if kept.num_rows == 0:
         return judged_scores(kept, None, config, SIGNAL, config.aggregate)
+    from satk8s.signals.hf_judge import HFPairJudge  # torch: only when judging
+
     judge = HFPairJudge(
         model_dir,
         config.judge.template,

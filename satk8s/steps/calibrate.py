@@ -9,10 +9,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from satk8s.calibration import calibrate as calibrate_signals
-from satk8s.calibration import calibration_markdown
 from satk8s.errors import ConfigError, DataError
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import (
+    commit,
+    finished_summary,
+    input_path,
+    open_output,
+    split_locations,
+)
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,6 @@ class CalibrateConfig:
             raise ConfigError("n_boot", f"must be >= 10, got {self.n_boot}")
 
 
-def split_locations(value: str) -> list[str]:
-    """A comma-separated list of locations (the form a pipeline passes a list of outputs in)."""
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
 def calibrate(
     scores: str,
     judge: str,
@@ -43,6 +42,10 @@ def calibrate(
     Writes `calibration.json` and `calibration.md`."""
     if not force and (cached := finished_summary(out)):
         return cached
+    # scipy loads here, not with the config: building configs (grids, the compiler) stays fast.
+    from satk8s.calibration import calibrate as calibrate_signals
+    from satk8s.calibration import calibration_markdown
+
     started = time.time()
     signals, diagnostics = {}, None
     for location in split_locations(scores):

@@ -12,9 +12,14 @@ import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.evaluation.evaluate import EvalConfig, evaluate_model
-from satk8s.steps.calibrate import split_locations
 from satk8s.steps.generate import check_model_reference
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import (
+    commit,
+    finished_summary,
+    input_path,
+    open_output,
+    split_locations,
+)
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 

@@ -94,6 +94,11 @@ def commit_partial(root: Path, rel_path: str) -> None:
         store.write_bytes(_partial_uri(out, rel_path), json.dumps(record).encode())
 
 
+def split_locations(value: str) -> list[str]:
+    """A comma-separated list of locations (the form a pipeline passes a list of outputs in)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def input_path(uri: str, name: str, expect: str = "any") -> Path:
     """The local path of a step input, checked to exist (and to be finished, for
     `expect="step"`); every file of a step output is checked against its manifest's sha256.

@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from satk8s.errors import DataError
-from satk8s.report.report import build_report
-from satk8s.steps.calibrate import split_locations
 from satk8s.steps.evaluate import load_evaluation
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import (
+    commit,
+    finished_summary,
+    input_path,
+    open_output,
+    split_locations,
+)
 from satk8s.store.uri import join
 
 
@@ -33,6 +37,8 @@ def report(
     Writes report.md, report.html (self-contained), report.json and PNG figures."""
     if not force and (cached := finished_summary(out)):
         return cached
+    from satk8s.report.report import build_report  # matplotlib and scipy: only when writing
+
     started = time.time()
     runs = [load_evaluation(loc) for loc in split_locations(evaluations)]
     bases = [r for r in runs if r["algorithm"] == "base"]

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from satk8s.steps.outputs import commit, finished_summary, open_output
-from satk8s.tiny.build import TinyBuildConfig, build_or_reuse
 from satk8s.tiny.cache import default_cache_root
+from satk8s.tiny.config import TinyBuildConfig
 
 TinyStepConfig = TinyBuildConfig
 
@@ -24,6 +24,8 @@ def tiny(
     """Writes the checkpoint (config.json, model.safetensors, tokenizer files) at `out`."""
     if not force and (cached := finished_summary(out)):
         return cached
+    from satk8s.tiny.build import build_or_reuse  # torch: only when building
+
     started = time.time()
     built = build_or_reuse(default_cache_root(), config)
     root = open_output(out, force)

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from transformers import PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
 
-
-@dataclass(frozen=True)
-class TinyArchitecture:
-    """Sizes of the tiny Qwen3. The defaults give about 133K parameters."""
-
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 256
-    max_positions: int = 512
+from satk8s.tiny.config import TinyArchitecture
 
 
 def new_model(
