@@ -80,42 +80,30 @@ def token_entropies(
     import torch
 
     with torch.inference_mode():
-        return _token_entropies(model, input_ids, attention_mask, completion_mask, chunk_size)
-
-
-def _token_entropies(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    completion_mask: torch.Tensor,
-    chunk_size: int,
-) -> list[torch.Tensor]:
-    import torch
-
-    if completion_mask[:, 0].any():
-        raise ValueError("the first position cannot be a completion token: nothing predicts it")
-    # Positions from the mask, as generate does, so padding never shifts a row's positions.
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = model.get_decoder()(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-    ).last_hidden_state
-    # Token t is predicted by the hidden state at t - 1.
-    predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
-    predicts[:, :-1] = completion_mask[:, 1:].bool()
-    rows, cols = predicts.nonzero(as_tuple=True)  # row-major: each row's tokens in order
-    states = hidden[rows, cols]
-    head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)  # Gemma-style models
-    out = torch.empty(states.shape[0], dtype=torch.float32, device=states.device)
-    for start in range(0, states.shape[0], chunk_size):
-        logits = head(states[start : start + chunk_size]).float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        logp = torch.log_softmax(logits, dim=-1)
-        # p * log p is 0 where p underflows to 0 (log p may be -inf for masked logits).
-        plogp = torch.where(logp > -torch.inf, logp.exp() * logp, 0.0)
-        out[start : start + chunk_size] = -plogp.sum(-1)
-    return list(out.cpu().split(predicts.sum(1).tolist()))
+        if completion_mask[:, 0].any():
+            raise ValueError("the first position cannot be a completion token: nothing predicts it")
+        # Positions from the mask, as generate does, so padding never shifts a row's positions.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = model.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        # Token t is predicted by the hidden state at t - 1.
+        predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
+        predicts[:, :-1] = completion_mask[:, 1:].bool()
+        rows, cols = predicts.nonzero(as_tuple=True)  # row-major: each row's tokens in order
+        states = hidden[rows, cols]
+        head = model.get_output_embeddings()
+        softcap = getattr(model.config, "final_logit_softcapping", None)  # Gemma-style models
+        out = torch.empty(states.shape[0], dtype=torch.float32, device=states.device)
+        for start in range(0, states.shape[0], chunk_size):
+            logits = head(states[start : start + chunk_size]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            logp = torch.log_softmax(logits, dim=-1)
+            # p * log p is 0 where p underflows to 0 (log p may be -inf for masked logits).
+            plogp = torch.where(logp > -torch.inf, logp.exp() * logp, 0.0)
+            out[start : start + chunk_size] = -plogp.sum(-1)
+        return list(out.cpu().split(predicts.sum(1).tolist()))
 
 
 def entropy_scores(
