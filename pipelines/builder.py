@@ -14,7 +14,6 @@ the same plan and images give a byte-identical YAML.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from typing import Any
 from satk8s.errors import ConfigError
 from satk8s.grid.plan import ROLES, Node, Plan
 from satk8s.images import IMAGE_NAMES, load_image_refs
+from satk8s.store.keys import canonical_json
 
 PROFILE_KEYS = frozenset(
     {
@@ -177,7 +177,7 @@ def pipeline_yaml(pipeline: Any) -> str:
 def canonical_config(node: Node) -> str:
     """The node's config as JSON text with sorted keys: exact (kfp.local would turn a list of
     ints into floats) and the same bytes on every compile."""
-    return json.dumps(node.config, sort_keys=True, separators=(",", ":"))
+    return canonical_json(node.config)
 
 
 def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile") -> None:

@@ -85,7 +85,7 @@ def run_local_grid(
 
     try:
         plan = load_plan(grid, overrides)
-        result = run_local(plan, _store_root(store), workdir, force=force)
+        result = run_local(plan, _absolute(store), workdir, force=force)
     except Satk8sError as err:
         _fail(err)
     cached = sum(bool(n["cached"]) for n in result.nodes.values())
@@ -105,6 +105,12 @@ def run_local_grid(
             typer.echo(f"report: {out} (report.md, report.html)")
 
 
+def _absolute(store: str | Path | None) -> str | None:
+    from satk8s.store.uri import absolute_uri
+
+    return absolute_uri(str(store)) if store else None
+
+
 def report_summary(markdown: str) -> str:
     """The report for a terminal: the results table, saturation and calibration, without the
     long per-metric section and the figure links (they are in the HTML)."""
@@ -116,17 +122,6 @@ def report_summary(markdown: str) -> str:
         if not skipping and not line.startswith("!["):
             kept.append(line)
     return "\n".join(kept).strip() + "\n"
-
-
-def _store_root(store: str | Path | None) -> str | None:
-    """A local --store as an absolute file:// URI (tasks may run in another directory)."""
-    if not store:
-        return None
-    if str(store).startswith("s3://"):
-        return str(store)
-    from satk8s.store.uri import local_path
-
-    return local_path(str(store)).as_uri()
 
 
 __all__ = ["compile_cmd", "report_summary", "run", "run_local_grid"]

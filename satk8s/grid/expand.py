@@ -26,7 +26,6 @@ import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from satk8s.errors import ConfigError
@@ -39,6 +38,7 @@ from satk8s.grid.config import (
     load_grid,
 )
 from satk8s.grid.plan import ROLES, Cell, Node, Plan
+from satk8s.store.uri import absolute_uri
 
 UPSTREAM_MODEL = "<tiny>"
 """`model` of a node whose model comes from the `tiny` node (`Node.model_from`): replaced by
@@ -422,15 +422,6 @@ def _check_gpu_backends(grid: GridConfig, nodes: Sequence[Node]) -> None:
             )
 
 
-def _store_root(root: str) -> str:
-    """A local store root as an absolute file:// URI (steps may run in another directory)."""
-    if root.startswith("s3://"):
-        return root.rstrip("/")
-    from satk8s.store.uri import local_path
-
-    return Path(local_path(root)).as_uri()
-
-
 def _counts(nodes: Sequence[Node]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter[str]] = {}
     for node in nodes:
@@ -460,7 +451,7 @@ def expand(grid: GridConfig) -> Plan:
         grid=grid.name,
         nodes=tuple(dag.nodes),
         cells=tuple(cells),
-        store_root=_store_root(grid.store.root),
+        store_root=absolute_uri(grid.store.root),
         profiles={role: profile_dict(grid, role) for role in ROLES},
         naive_step_count=sum(sum(r.values()) for r in naive_counts.values()),
         naive_counts=naive_counts,

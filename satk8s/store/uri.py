@@ -28,6 +28,14 @@ def local_path(uri: str) -> Path:
     return Path(parsed.path if parsed.scheme == "file" else uri).expanduser().resolve()
 
 
+def absolute_uri(uri: str) -> str:
+    """The location as a scheme URI: a local one as an absolute `file://` URI (steps may run in
+    another directory), any other without its trailing slash."""
+    if scheme_of(uri) != "file":
+        return uri.rstrip("/")
+    return local_path(uri).as_uri()
+
+
 def join(uri: str, *parts: str) -> str:
     """`uri/part/part`, keeping the scheme."""
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
