@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import pytest
 
 from satk8s.tasks.answers import (
+    LM_EVAL_FLEXIBLE_REGEX,
+    LM_EVAL_IGNORE_REGEXES,
+    LM_EVAL_STRICT_REGEX,
+    LM_EVAL_UNTIL,
     answers_match,
     boxed_answer,
     canonical_number,
@@ -45,7 +50,7 @@ def test_the_cut_happens_before_looking_for_hashes():
     # Without the cut the invented next question's answer would be the only `####`.
     completion = " 5*8=40\n\nQuestion: foo\nAnswer: #### 2"
     assert extract_answer(completion) is None
-    assert extract_answer(completion, stop=()) == "2"
+    assert hash_answer(completion) == "2"
 
 
 def test_the_first_hash_answer_wins():
@@ -101,7 +106,7 @@ def test_hashes_take_precedence_over_a_box():
 
 @pytest.mark.parametrize(
     "completion",
-    ["", "   ", " 5*8=40\n40+32=72", " the answer is 72", " #### ", " #### lots", "#### --5"],
+    ["", "   ", " 5*8=40\n40+32=72", " the answer is 72 + 1", " #### ", " #### lots", "#### --5"],
 )
 def test_no_final_answer_gives_none_and_is_never_correct(completion):
     assert extract_answer(completion) is None
@@ -205,3 +210,156 @@ def test_lm_eval_exact_match_compares_normalised_strings():
     assert lm_eval_exact_match("72", "48+24=72\n#### 72")
     assert not lm_eval_exact_match("18.00", "18")  # lm-eval is a string match, unlike ours
     assert not lm_eval_exact_match(None, "18")
+
+
+# Answer forms that must not be misread (false positives) ...
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        " #### 1,8",  # not a thousands group: 1 then 8, or 1.8 in some locales; never 18
+        " #### 18e3",  # 18000, not 18
+        " #### 18E3",
+        " #### 1,2345",
+        " #### 18.5.3",
+        " #### 12,34,567",
+    ],
+)
+def test_malformed_numbers_after_hashes_are_not_read_as_another_value(completion):
+    assert extract_answer(completion) is None
+    assert not is_correct(completion, "18")
+
+
+# ... and forms a base model really writes, read where the value is unambiguous.
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (" #### **18**", "18"),
+        (" #### *18*", "18"),
+        (" #### __18__", "18"),
+        (" #### **$1,234**", "1234"),
+        (" #### +18", "18"),
+        (" #### (-5)", "-5"),
+        (" #### (−5)", "-5"),
+        (" #### 1\u2009234", "1234"),
+        (" #### 1\u202f234\u202f567", "1234567"),
+        (" #### 1 234", "1234"),
+        (" #### 1,234,567", "1234567"),
+        (" 9+9=18\nThe answer is 18.", "18"),
+        (" 9+9=18\nThe final answer is $18", "18"),
+        (" 9+9=18. So the answer is: 18 apples.", "18"),
+        (" 9+9=18\nFinal answer: 18", "18"),
+    ],
+)
+def test_emphasised_signed_grouped_and_prose_answers_are_read(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_prose_answers_that_disagree_or_continue_an_expression_are_not_read():
+    assert extract_answer(" The answer is 18. No, the answer is 19.") is None
+    assert extract_answer(" The answer is 18 + 2 = 20") is None
+    assert extract_answer(" The answer is 18. Indeed the answer is 18.") == "18"
+
+
+def test_a_hash_marker_takes_precedence_over_prose():
+    assert extract_answer(" The answer is 17.\n#### 18") == "18"
+    # An unreadable `####` answer is not rescued by prose: the model's own final answer is bad.
+    assert extract_answer(" The answer is 18.\n#### 1,8") is None
+
+
+@pytest.mark.parametrize("marker", ["Question 2:", "Q:", "Q2:", "Problem:", "Problem 3:"])
+def test_run_on_text_starting_a_new_question_cannot_supply_the_answer(marker):
+    completion = f" 5*8=40\n{marker} Tom has 3 apples.\nAnswer: 3\n#### 3"
+    assert extract_answer(completion) is None
+    assert not is_correct(completion, "3")
+    assert extract_answer(f" 5*8=40\n#### 40\n{marker} x\n#### 3") == "40"
+
+
+def test_parse_number_accepts_the_new_forms_alone():
+    assert parse_number("**18**") == Fraction(18)
+    assert parse_number("(-5)") == Fraction(-5)
+    assert parse_number("+7") == Fraction(7)
+    assert parse_number("1,8") is None
+    assert parse_number("18e3") is None
+
+
+# Parity with lm-evaluation-harness. lm-eval is not a dependency (it pulls scikit-learn,
+# evaluate, sacrebleu and rouge-score), so its GSM8K task is copied as constants in
+# satk8s.tasks.answers; the reference below re-implements, independently of satk8s's code,
+# what lm-eval 0.4.13 does with them:
+# - lm_eval/models/utils.py `postprocess_generated_text`: `generation.split(term)[0]` for every
+#   term of `until` (gsm8k.yaml's list plus the tokenizer's eos text, `handle_stop_sequences`);
+# - lm_eval/filters/extraction.py `RegexFilter.apply`: findall, take `group_select`, first
+#   non-empty group of a tuple, strip, "[invalid]" when nothing matched;
+# - lm_eval/api/metrics.py `exact_match_hf_evaluate`: re.sub every regexes_to_ignore on both
+#   sides, lower-case (ignore_case: true), compare.
+
+
+def _lm_eval_reference(generation: str, gold_solution: str, eos: str = "<|endoftext|>"):
+    for term in [*LM_EVAL_UNTIL, eos]:
+        generation = generation.split(term)[0]
+
+    def regex_filter(pattern: str, group_select: int) -> str:
+        found = re.findall(pattern, generation)
+        if not found:
+            return "[invalid]"
+        match = found[group_select]
+        if isinstance(match, tuple):
+            match = [m for m in match if m]
+            match = match[0] if match else "[invalid]"
+        return match.strip()
+
+    def exact_match(prediction: str) -> bool:
+        for pattern in LM_EVAL_IGNORE_REGEXES:
+            prediction = re.sub(pattern, "", prediction)
+        reference = gold_solution
+        for pattern in LM_EVAL_IGNORE_REGEXES:
+            reference = re.sub(pattern, "", reference)
+        return prediction.lower() == reference.lower()
+
+    strict = regex_filter(LM_EVAL_STRICT_REGEX.pattern, 0)
+    flexible = regex_filter(LM_EVAL_FLEXIBLE_REGEX.pattern, -1)
+    return exact_match(strict), exact_match(flexible)
+
+
+def test_lm_eval_constants_are_the_gsm8k_task_of_lm_eval_0_4_13():
+    # lm_eval/tasks/gsm8k/gsm8k.yaml (lm-eval 0.4.13, task version 3.0).
+    assert LM_EVAL_UNTIL == ("Question:", "</s>", "<|im_end|>")
+    assert LM_EVAL_STRICT_REGEX.pattern == "#### (\\-?[0-9\\.\\,]+)"
+    assert LM_EVAL_FLEXIBLE_REGEX.pattern == "(-?[$0-9.,]{2,})|(-?[0-9]+)"
+    assert LM_EVAL_IGNORE_REGEXES == (",", "\\$", "(?s).*#### ", "\\.$")
+
+
+GOLD = "Tom has 9+9=<<9+9=18>>18 apples.\n#### 18"
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        " 9+9=18\n#### 18",
+        " 9+9=18\n#### 18 Question: what is 2+2?\n#### 4",  # lm-eval cuts at any "Question:"
+        " 9+9=18 Question: x #### 4",
+        " 9+9=18</s>#### 4",
+        " 9+9=18<|im_end|>\n#### 4",
+        " 9+9=18\n#### 18\n\nQuestion: next\nAnswer: 4",
+        " #### 1,8",
+        " #### $18.",
+        " The total is 18 dollars",
+        " 9+9=17\n#### 17",
+        " no number at all",
+    ],
+)
+def test_reporting_extractors_equal_lm_eval_on_the_same_generation(completion):
+    strict_ok, flexible_ok = _lm_eval_reference(completion, GOLD)
+    assert lm_eval_exact_match(strict_match(completion), GOLD) == strict_ok
+    assert lm_eval_exact_match(flexible_extract(completion), GOLD) == flexible_ok
+
+
+def test_reporting_extractors_cut_at_lm_evals_stop_list_not_satk8s_stop_strings():
+    # satk8s stops generation at "\nQuestion:"; lm-eval cuts at "Question:" anywhere.
+    completion = " 9+9=18 Question: #### 4"
+    assert strict_match(completion) is None
+    assert flexible_extract(completion) == "18"

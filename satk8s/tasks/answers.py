@@ -25,19 +25,38 @@ from fractions import Fraction
 
 from satk8s.tasks.base import STOP_STRINGS
 
-# A number as models and GSM8K write it: "1,234", "18.00", ".5" (the sign and `$` come before).
-_NUMBER = r"(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
-# Sign and `$` in either order ("-$5", "$-5"), an optional "/denominator" for fractions.
-# A trailing period is never part of the number: "\.\d+" needs a digit after the dot.
+# A number as models and GSM8K write it: "1,234", "1 234" (a space, no-break or thin space
+# between groups of exactly three digits), "18.00", ".5". A comma or space is read as a
+# thousands separator only between such groups: "1,8" is not 18.
+_GROUPED = r"\d{1,3}(?:,\d{3})+|\d{1,3}(?:[ \u00a0\u2009\u202f]\d{3})+"
+_NUMBER = rf"(?:(?:{_GROUPED}|\d+)(?:\.\d+)?|\.\d+)"
+# What may not follow a number: more of a number ("18e3", "1,8", "18.5.3"). A trailing period,
+# a space, a word or punctuation end it.
+_NUMBER_ENDS = r"(?![\d,.]\d|\d|[eE][-+]?\d)"
+# Sign and `$` in either order ("-$5", "$-5"), a leading "+", an optional "/denominator" for
+# fractions; optionally in parentheses ("(-5)") and markdown emphasis ("**18**", "__18__").
 _ANSWER = re.compile(
-    rf"\s*(?P<sign>[-−]?)\s*\$?\s*(?P<sign2>[-−]?)\s*(?P<num>{_NUMBER})"
-    rf"(?:\s*/\s*(?P<den>{_NUMBER}))?"
+    r"\s*(?P<emph>\*\*|\*|__|_)?\s*(?P<paren>\()?"
+    rf"\s*(?P<sign>[-−+]?)\s*\$?\s*(?P<sign2>[-−]?)\s*(?P<num>{_NUMBER}){_NUMBER_ENDS}"
+    rf"(?:\s*/\s*(?P<den>{_NUMBER}){_NUMBER_ENDS})?"
+    r"\s*(?(paren)\))\s*(?(emph)(?P=emph))"
 )
+# A final answer stated in prose, with no `####`: "The answer is 18.", "Final answer: $18".
+_PROSE = re.compile(r"(?i)\b(?:final\s+answer(?:\s+is)?|answer\s+is)\s*:?")
+# After a prose answer, the rest of its sentence must not carry on computing ("18 + 2 = 20").
+_SENTENCE_END = re.compile(r"\n|[.!?;](?:\s|$)")
+_CONTINUES = re.compile(r"[\d=+*/×÷^]|-\s*\d")
+# Run-on text that starts a new question with a marker of its own, at a line start: a base
+# model's invented next problem must not supply the answer.
+_RUN_ON = re.compile(r"\n[ \t]*(?:Question|Problem|Q)[ \t]*\d*[ \t]*:")
 
-# lm-evaluation-harness, lm_eval/tasks/gsm8k/gsm8k.yaml (version 3.0), filter_list.
+# lm-evaluation-harness 0.4.13, lm_eval/tasks/gsm8k/gsm8k.yaml (task version 3.0):
+# generation_kwargs.until, the filter_list regexes, and exact_match's regexes_to_ignore. Copied
+# as constants rather than imported: lm-eval pulls scikit-learn, evaluate, sacrebleu and
+# rouge-score into the environment for three regexes and a stop list.
+LM_EVAL_UNTIL: tuple[str, ...] = ("Question:", "</s>", "<|im_end|>")
 LM_EVAL_STRICT_REGEX = re.compile(r"#### (\-?[0-9\.\,]+)")
 LM_EVAL_FLEXIBLE_REGEX = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
-# ... and its exact_match metric: regexes_to_ignore, applied to prediction and reference.
 LM_EVAL_IGNORE_REGEXES = (",", r"\$", r"(?s).*#### ", r"\.$")
 
 # Math-verify rounds floats to 6 places; the same absolute slack accepts "0.333333" for 1/3
@@ -52,8 +71,16 @@ def cut_at_stop(completion: str, stop: Sequence[str] = STOP_STRINGS) -> str:
     return completion[: min(cuts)] if cuts else completion
 
 
+def cut_run_on(text: str) -> str:
+    """`text` up to a line that starts a new question with its own marker ("Question 2:",
+    "Q:", "Problem:"), which the generation stop strings do not catch."""
+    match = _RUN_ON.search(text)
+    return text[: match.start()] if match else text
+
+
 def parse_number(text: str) -> Fraction | None:
-    """The exact value of a number written alone: "18", "$1,234.", "-5", "18.00", "3/4".
+    """The exact value of a number written alone: "18", "$1,234.", "-5", "18.00", "3/4",
+    "**18**", "(-5)", "+7", "1 234".
 
     None when `text` is not just a number (units, words or LaTeX around it).
     """
@@ -127,17 +154,40 @@ def boxed_answer(text: str) -> str | None:
     return latex.strip() if isinstance(latex, str) and latex.strip() else None
 
 
+def prose_answer(text: str) -> str | None:
+    """The value of a final answer stated in prose ("The answer is 18.", "Final answer: $18"),
+    or None. Every such statement must give the same value, and none may go on computing on
+    its line ("The answer is 18 + 2 = 20")."""
+    values = set()
+    for marker in _PROSE.finditer(text):
+        tail = text[marker.end() :]
+        match = _ANSWER.match(tail)
+        value = None if match is None else _match_value(match)
+        rest = _SENTENCE_END.split(tail[match.end() :], maxsplit=1)[0] if match else ""
+        if value is None or _CONTINUES.search(rest):
+            return None
+        values.add(value)
+    return format_number(values.pop()) if len(values) == 1 else None
+
+
 def extract_answer(completion: str, stop: Sequence[str] = STOP_STRINGS) -> str | None:
     """The final answer of a completion as a canonical number string, or None.
 
-    Cut at the stop strings first (text after them belongs to an invented next question),
-    then read the number after the first `####`; without one, fall back to `\\boxed{..}`.
+    Cut at the stop strings and at a line starting a new question ("Question 2:", "Q:",
+    "Problem:") first: text after them belongs to an invented next question. Then read the
+    number after the first `####`; without one, the last `\\boxed{..}`; with neither, a final
+    answer stated in prose. A `####` whose number cannot be read gives None: the model's own
+    final answer is malformed, and prose elsewhere does not rescue it.
     """
-    text = cut_at_stop(completion, stop)
-    answer = hash_answer(text)
-    if answer is None and "\\boxed" in text:
-        answer = boxed_answer(text)
-    return answer
+    text = cut_run_on(cut_at_stop(completion, stop))
+    if "####" in text:
+        answer = hash_answer(text)
+        if answer is None and "\\boxed" in text:
+            answer = boxed_answer(text)
+        return answer
+    if "\\boxed" in text:
+        return boxed_answer(text)
+    return prose_answer(text)
 
 
 def answers_match(predicted: str | None, gold: str) -> bool:
@@ -159,16 +209,18 @@ def is_correct(completion: str, gold: str, stop: Sequence[str] = STOP_STRINGS) -
     return answers_match(extract_answer(completion, stop), gold)
 
 
-def strict_match(completion: str, stop: Sequence[str] = STOP_STRINGS) -> str | None:
+def strict_match(completion: str, stop: Sequence[str] = LM_EVAL_UNTIL) -> str | None:
     """lm-eval's gsm8k "strict-match": the first `#### N`, raw ("1,234."), or None.
 
-    The completion is cut at `stop` first, as lm-eval's `until` does during generation.
+    The completion is cut at lm-eval's own GSM8K stop list first (`until`: "Question:"
+    anywhere, not only after a newline), as lm-eval does after generation.
     """
     return _lm_eval_regex(LM_EVAL_STRICT_REGEX, cut_at_stop(completion, stop), select=0)
 
 
-def flexible_extract(completion: str, stop: Sequence[str] = STOP_STRINGS) -> str | None:
-    """lm-eval's gsm8k "flexible-extract": the last number-like token, raw ("$72"), or None."""
+def flexible_extract(completion: str, stop: Sequence[str] = LM_EVAL_UNTIL) -> str | None:
+    """lm-eval's gsm8k "flexible-extract": the last number-like token, raw ("$72"), or None,
+    after the same cut at lm-eval's stop list."""
     return _lm_eval_regex(LM_EVAL_FLEXIBLE_REGEX, cut_at_stop(completion, stop), select=-1)
 
 
@@ -185,14 +237,20 @@ def lm_eval_exact_match(extracted: str | None, gold: str) -> bool:
 
 def _match_value(match: re.Match[str]) -> Fraction | None:
     if match["sign"] and match["sign2"]:
-        return None  # "--5" is not a number anyone means
-    value = Fraction(match["num"].replace(",", ""))
+        return None  # "--5" and "+-5" are not numbers anyone means
+    value = Fraction(_digits(match["num"]))
     if match["den"] is not None:
-        den = Fraction(match["den"].replace(",", ""))
+        den = Fraction(_digits(match["den"]))
         if den == 0:
             return None
         value /= den
-    return -value if match["sign"] or match["sign2"] else value
+    negative = match["sign"] in ("-", "−") or match["sign2"]
+    return -value if negative else value
+
+
+def _digits(number: str) -> str:
+    """A matched number without its group separators."""
+    return re.sub(r"[,\s]", "", number)
 
 
 def _decimal_places(denominator: int) -> int | None:
