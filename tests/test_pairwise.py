@@ -255,3 +255,65 @@ def test_judge_template_checks_fields_and_labels():
     with pytest.raises(ConfigError, match="literal brace") as err:
         JudgeTemplate(template="{question} {first} {second} {verdict}")
     assert err.value.field == "judge.template"
+
+
+# Ties must stay ties: two solutions with identical games get the same strength to the bit.
+
+
+def _twin_games(ps: Sequence[float]) -> list[tuple[int, int, float]]:
+    """Solutions 0 and 1 tie each other and play 2..5 with the same soft wins, listed in a
+    different order (as a question's pairs come out of the planner)."""
+    others = list(range(2, 2 + len(ps)))
+    games = [(0, 1, 0.5)]
+    games += [(0, o, p) for o, p in zip(others, ps, strict=True)]
+    games += [(1, o, p) for o, p in reversed(list(zip(others, ps, strict=True)))]
+    return games + [(2, 3, 0.511), (4, 5, 0.405)]
+
+
+def test_bradley_terry_gives_solutions_with_identical_games_identical_strengths():
+    games = _twin_games([0.844, 0.758, 0.421, 0.259, 0.511, 0.405])
+    strength = bradley_terry(games)
+    assert strength[0] == strength[1]
+    scores = pairwise_scores(
+        pa.Table.from_pylist(
+            [{"question_id": "q", "i": i, "j": j, "p_ij": p} for i, j, p in games],
+            schema=pa.schema([("question_id", pa.string()), ("i", pa.int32()),
+                              ("j", pa.int32()), ("p_ij", pa.float64())]),
+        ),
+        "self_judge",
+    ).to_pylist()
+    assert scores[0]["score"] == scores[1]["score"]
+
+
+def test_identical_texts_are_ties_by_definition_and_never_reach_the_judge():
+    kept = kept_table({"q": [" 1+1=2 s=1.0", " 1+1=2 s=1.0", " 2 s=3.0"]})
+    judge = StrengthJudge(first_bonus=0.3)
+    pairs = judge_both_orders(kept, judge, SelfJudgeConfig())
+    assert all(r.first_text != r.second_text for r in judge.calls)
+    assert len(judge.calls) == 4  # two distinct pairs, both orders
+    row = next(r for r in pairs.to_pylist() if (r["i"], r["j"]) == (0, 1))
+    assert row["method"] == "identical" and row["p_ij"] == 0.5
+    assert row["p_ij_first"] is None and row["p_ij_second"] is None
+    scores = {r["sample_index"]: r["score"] for r in pairwise_scores(pairs, "s").to_pylist()}
+    assert scores[0] == scores[1]
+
+
+def test_position_bias_and_consistency_are_measured_on_distinct_pairs_only():
+    # Three copies of one text and one other text: 3 identical pairs, 3 distinct ones. An
+    # unbiased, exact judge: identical pairs must not drag consistency to 0 nor move the bias.
+    kept = kept_table({"q": [" a s=1.0", " a s=1.0", " a s=1.0", " b s=4.0"]})
+    diagnostics = pair_diagnostics(judge_both_orders(kept, StrengthJudge(), SelfJudgeConfig()))
+    assert diagnostics["pairs"] == 6
+    assert diagnostics["identical_pairs"] == 3 and diagnostics["distinct_pairs"] == 3
+    assert diagnostics["verdicts"] == 6 and diagnostics["invalid"] == 0
+    assert diagnostics["invalid_share"] == 0.0
+    assert diagnostics["order_consistency"] == 1.0
+    assert diagnostics["consistency_pairs"] == 3
+    assert diagnostics["position_bias"] == 0.5
+
+
+def test_all_identical_pairs_leave_position_bias_unmeasured_not_perfect_or_zero():
+    kept = kept_table({"q": [" a s=1.0", " a s=1.0"]})
+    diagnostics = pair_diagnostics(judge_both_orders(kept, StrengthJudge(0.4), SelfJudgeConfig()))
+    assert diagnostics["distinct_pairs"] == 0
+    assert diagnostics["position_bias"] is None and diagnostics["order_consistency"] is None

@@ -4,7 +4,10 @@
    seeded subset beyond).
 2. `judge_both_orders` asks a `PairJudge` about every pair in BOTH orders (i shown first, then
    j shown first) and averages P(i better) over the two, which cancels a judge's preference for
-   one position. `pair_diagnostics` measures that preference and how often the orders agree.
+   one position. Two solutions with the same text are a tie by definition and are not asked
+   about (both orders would show the judge the same prompt). `pair_diagnostics` measures the
+   judge's health on the distinct pairs: label mass, invalid verdicts, position preference and
+   how often the two orders agree.
 3. `pairwise_scores` turns the pairs of each question into one score per solution:
    Bradley-Terry log-strength (default) or soft win rate.
 
@@ -32,15 +35,20 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 AGGREGATES = ("bradley_terry", "win_rate")
+IDENTICAL = "identical"
+"""The `method` of a pair whose two solutions have the same text: a tie, never judged."""
+P_TIE_TOLERANCE = 1e-9
+"""|p - 0.5| at or below this is a tied verdict (the oracle's 0.5, float noise around it)."""
 
 DEFAULT_TEMPLATE = (
     "Question: {question}\n\nSolution A:{first}\n\nSolution B:{second}\n\n"
     "Which solution is better, A or B? The better solution is "
 )
 
-# One row per judged pair (i < j are sample indices). p_* are P(solution i is better);
+# One row per planned pair (i < j are sample indices). p_* are P(solution i is better);
 # null where the verdict was invalid. p_ij is the average of both orders, and null unless
-# both are valid: one order alone carries the judge's position bias.
+# both are valid: one order alone carries the judge's position bias. A pair of identical texts
+# has method "identical", p_ij 0.5 and no per-order verdicts: it was never shown to the judge.
 PAIRS_SCHEMA = pa.schema(
     [
         ("question_id", pa.string()),
@@ -244,12 +252,15 @@ def judge_both_orders(kept: pa.Table, judge: PairJudge, config: PairingSettings)
     """PAIRS_SCHEMA: each planned pair of each question judged in both orders."""
     by_question = solutions_by_question(kept)
     requests: list[PairRequest] = []
-    planned: list[tuple[str, int, int]] = []
+    planned: list[tuple[str, int, int, int | None]] = []  # (.., index of its first request)
     for qid, (question, solutions) in by_question.items():
         seed = _question_seed(config.seed, qid)
         for a, b in plan_pairs(len(solutions), config.max_all_pairs_n, config.pair_budget, seed):
             (i, text_i), (j, text_j) = solutions[a], solutions[b]
-            planned.append((qid, i, j))
+            if text_i == text_j:
+                planned.append((qid, i, j, None))
+                continue
+            planned.append((qid, i, j, len(requests)))
             requests.append(PairRequest(qid, question, i, j, text_i, text_j))
             requests.append(PairRequest(qid, question, j, i, text_j, text_i))
     verdicts = judge.judge(requests) if requests else []
@@ -258,8 +269,22 @@ def judge_both_orders(kept: pa.Table, judge: PairJudge, config: PairingSettings)
             f"judge {judge.name} gave {len(verdicts)} verdicts for {len(requests)} requests"
         )
     rows = []
-    for k, (qid, i, j) in enumerate(planned):
-        first, second = verdicts[2 * k], verdicts[2 * k + 1]
+    for qid, i, j, k in planned:
+        if k is None:
+            rows.append(
+                {
+                    "question_id": qid,
+                    "i": i,
+                    "j": j,
+                    "p_ij_first": None,
+                    "p_ij_second": None,
+                    "p_ij": 0.5,
+                    "method": IDENTICAL,
+                    "label_mass": None,
+                }
+            )
+            continue
+        first, second = verdicts[k], verdicts[k + 1]
         p_first = _valid(first)
         p_second = None if _valid(second) is None else 1.0 - _valid(second)
         both = p_first is not None and p_second is not None
@@ -305,30 +330,49 @@ def solutions_by_question(kept: pa.Table) -> dict[str, tuple[str, list[tuple[int
 
 
 def pair_diagnostics(pairs: pa.Table) -> dict[str, Any]:
-    """How much the judge can be trusted, from a PAIRS_SCHEMA table.
+    """The judge's health, from a PAIRS_SCHEMA table, measured on DISTINCT pairs only (pairs of
+    identical texts were never judged; counted in `identical_pairs`).
 
-    position_bias: fraction of valid verdicts (both orders counted) where the FIRST shown
-    solution wins (p_first > 0.5; exact ties count half); 0.5 is unbiased.
-    order_consistency: fraction of pairs with both orders valid whose two verdicts pick the
-    same winner. invalid: verdicts with no usable answer (excluded from every score).
+    position_bias: share of valid verdicts (both orders counted) won by the solution shown
+    FIRST (p_first > 0.5; tied verdicts count half); 0.5 is unbiased. order_consistency: share
+    of distinct pairs with both orders valid whose two verdicts pick the same winner (or both
+    tie). invalid / invalid_share: verdicts with no usable answer, excluded from every score.
+    mean_label_mass: mean probability the judge put on the two labels (logprob judges; None
+    for judges that read no label probabilities). A measure with nothing to measure is None.
     """
-    firsts = pairs.column("p_ij_first").to_pylist()
-    seconds = pairs.column("p_ij_second").to_pylist()
+    rows = [r for r in pairs.to_pylist() if r["method"] != IDENTICAL]
+    firsts = [r["p_ij_first"] for r in rows]
+    seconds = [r["p_ij_second"] for r in rows]
     # P(first shown wins) for each valid verdict: order 1 shows i first, order 2 shows j first.
     shown_first = [p for p in firsts if p is not None] + [1 - p for p in seconds if p is not None]
-    wins = [1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0 for p in shown_first]
+    wins = [0.5 if _tied(p) else float(p > 0.5) for p in shown_first]
     both = [(a, b) for a, b in zip(firsts, seconds, strict=True) if a is not None and b is not None]
-    agree = [(a > 0.5 and b > 0.5) or (a < 0.5 and b < 0.5) for a, b in both]
-    masses = [m for m in pairs.column("label_mass").to_pylist() if m is not None]
+    agree = [_side(a) == _side(b) for a, b in both]
+    masses = [r["label_mass"] for r in rows if r["label_mass"] is not None]
+    verdicts = 2 * len(rows)
+    invalid = verdicts - len(shown_first)
     return {
         "pairs": pairs.num_rows,
-        "verdicts": 2 * pairs.num_rows,
-        "invalid": 2 * pairs.num_rows - len(shown_first),
-        "position_bias": sum(wins) / len(wins) if wins else None,
-        "mean_p_first": sum(shown_first) / len(shown_first) if shown_first else None,
+        "identical_pairs": pairs.num_rows - len(rows),
+        "distinct_pairs": len(rows),
+        "verdicts": verdicts,
+        "invalid": invalid,
+        "invalid_share": invalid / verdicts if verdicts else None,
+        "position_bias": math.fsum(wins) / len(wins) if wins else None,
+        "mean_p_first": math.fsum(shown_first) / len(shown_first) if shown_first else None,
         "order_consistency": sum(agree) / len(agree) if agree else None,
-        "mean_label_mass": sum(masses) / len(masses) if masses else None,
+        "consistency_pairs": len(agree),
+        "mean_label_mass": math.fsum(masses) / len(masses) if masses else None,
     }
+
+
+def _tied(p: float) -> bool:
+    return abs(p - 0.5) <= P_TIE_TOLERANCE
+
+
+def _side(p: float) -> int:
+    """+1 when a verdict prefers solution i, -1 for j, 0 for a tie."""
+    return 0 if _tied(p) else (1 if p > 0.5 else -1)
 
 
 def bradley_terry(
@@ -344,22 +388,27 @@ def bradley_terry(
     of strength 1 and wins half of them, so an undefeated solution keeps a finite strength and
     strengths sit on a common scale (a solution no better or worse than its peers gets about 1).
     MM update: pi_i <- W_i / sum_k n_ik / (pi_i + pi_k), with the virtual games in both sums.
+    Every sum is `math.fsum` (exactly rounded, so independent of the order the games are
+    listed in): two solutions with the same games get bit-identical strengths, and a tie in the
+    judge's verdicts stays a tie in the scores.
     """
     if prior <= 0:
         raise ConfigError("prior", f"must be > 0 to keep undefeated strengths finite, got {prior}")
-    wins: dict[int, float] = defaultdict(float)
-    games: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    won: dict[int, list[float]] = defaultdict(list)
+    games: dict[int, list[int]] = defaultdict(list)
     for i, j, p in comparisons:
-        wins[i] += p
-        wins[j] += 1.0 - p
-        games[i].append((j, 1.0))
-        games[j].append((i, 1.0))
+        won[i].append(p)
+        won[j].append(1.0 - p)
+        games[i].append(j)
+        games[j].append(i)
+    wins = {s: math.fsum(ps) for s, ps in won.items()}
     strength = {s: 1.0 for s in games}
     for _ in range(max_iter):
         new = {}
         for s, opponents in games.items():
-            denominator = prior / (strength[s] + 1.0)
-            denominator += sum(n / (strength[s] + strength[o]) for o, n in opponents)
+            denominator = math.fsum(
+                [prior / (strength[s] + 1.0), *(1.0 / (strength[s] + strength[o]) for o in opponents)]
+            )
             new[s] = (wins[s] + prior / 2) / denominator
         change = max(abs(math.log(new[s] / strength[s])) for s in new) if new else 0.0
         strength = new
@@ -374,7 +423,7 @@ def win_rate(comparisons: Sequence[tuple[int, int, float]]) -> dict[int, float]:
     for i, j, p in comparisons:
         totals[i].append(p)
         totals[j].append(1.0 - p)
-    return {s: sum(ps) / len(ps) for s, ps in totals.items()}
+    return {s: math.fsum(ps) / len(ps) for s, ps in totals.items()}
 
 
 def pairwise_scores(
