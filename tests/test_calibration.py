@@ -115,13 +115,13 @@ def test_no_overlap_gives_zero_pairs_and_null_metrics_never_zero():
     summary = calibrate({"entropy": signal}, judge, n_boot=50)
     entry = summary["signals"]["entropy"]
 
-    assert entry == {
+    assert {k: entry[k] for k in ("pairwise_agreement", "cohen_kappa", "kendall_tau")} == {
         "pairwise_agreement": None,
         "cohen_kappa": None,
         "kendall_tau": None,
-        "n_pairs": 0,
     }
-    assert "| entropy | 0 | n/a | n/a | n/a |" in calibration_markdown(summary)
+    assert entry["n_pairs"] == 0
+    assert "| entropy | 0 | 0 | 0 | n/a | n/a | n/a |" in calibration_markdown(summary)
 
 
 def test_questions_without_a_tau_are_excluded_and_counted():
@@ -149,22 +149,33 @@ def test_summary_is_json_and_renders_as_a_markdown_table():
     }
 
     summary = calibrate(
-        {"entropy": signal, "random": scores("random", {"q0": [0.3, 0.1]})},
+        {
+            "self_judge": signal,
+            "entropy": signal,
+            "random": scores("random", {"q0": [0.3, 0.1]}),
+        },
         judge,
-        self_judge_diagnostics=diagnostics,
+        health={"self_judge": diagnostics},
         n_boot=100,
     )
     text = calibration_markdown(summary)
 
     assert json.loads(json.dumps(summary)) == summary
-    assert summary["self_judge"] == diagnostics
+    assert summary["signals"]["self_judge"]["position_bias"] == 0.61
     lines = text.splitlines()
     assert (
-        "| signal | pairs | agreement [95% CI] | kappa [95% CI] | Kendall tau [95% CI] |" in lines
+        "| signal | pairs | judge ties | signal ties | agreement [95% CI] | kappa [95% CI] "
+        "| Kendall tau* [95% CI] | label mass | position bias | consistency |"
+    ) in lines
+    assert any(line.startswith("| entropy | 150 | 0 | 0 | ") for line in lines)
+    assert any(line.startswith("| random (control) | 1 | ") for line in lines)
+    assert any(
+        line.startswith("| self_judge |") and "| — | 0.610 | 0.800 |" in line for line in lines
     )
-    assert any(line.startswith("| entropy | 150 | ") for line in lines)
-    assert any(line.startswith("| random | 1 | ") for line in lines)
-    assert "position bias 0.610" in text and "order consistency 0.800" in text
+    # Controls come last, in their fixed order.
+    assert lines.index(next(x for x in lines if x.startswith("| random"))) > lines.index(
+        next(x for x in lines if x.startswith("| entropy"))
+    )
 
 
 def test_a_solution_scored_twice_is_an_error():
@@ -174,3 +185,156 @@ def test_a_solution_scored_twice_is_an_error():
         calibrate({"s": doubled}, judge)
     with pytest.raises(ConfigError, match="n_boot"):
         calibrate({"s": judge}, judge, n_boot=0)
+
+
+# Against the judge's own verdicts (pairs.parquet), with ties decided by tolerance.
+
+
+def judge_pairs(rows: list[tuple[str, int, int, float | None, str]]):
+    """A PAIRS_SCHEMA table from (question_id, i, j, p_ij, method)."""
+    import pyarrow as pa
+
+    from satk8s.signals.pairwise import PAIRS_SCHEMA
+
+    return pa.Table.from_pylist(
+        [
+            {
+                "question_id": q,
+                "i": i,
+                "j": j,
+                "p_ij_first": p if method not in ("identical",) else None,
+                "p_ij_second": p if method not in ("identical",) else None,
+                "p_ij": p,
+                "method": method,
+                "label_mass": None,
+            }
+            for q, i, j, p, method in rows
+        ],
+        schema=PAIRS_SCHEMA,
+    )
+
+
+def test_judge_ties_are_the_judges_verdicts_and_the_same_for_every_signal():
+    # Solutions 0 and 1 have identical texts: the judge ties them (p = 0.5), but their fitted
+    # strengths differ in the last bits, as a refit in another order gives.
+    verdicts = judge_pairs(
+        [
+            ("q", 0, 1, 0.5, "identical"),
+            ("q", 0, 2, 0.9, "logprobs"),
+            ("q", 1, 2, 0.9, "logprobs"),
+        ]
+    )
+    judge = scores("external_judge", {"q": [0.7, 0.7 + 1e-15, -1.4]})
+    signals = {
+        "entropy": scores("entropy", {"q": [-0.2, -0.2 + 2e-16, -0.9]}),
+        "random": scores("random", {"q": [0.1, 0.8, 0.5]}),
+    }
+    summary = calibrate(signals, judge, judge_pairs=verdicts, n_boot=50)
+
+    assert summary["judge"]["basis"] == "verdicts"
+    for name in signals:
+        assert summary["counts"][name]["n_ties_judge"] == 1, name
+        assert summary["signals"][name]["n_judge_ties"] == 1, name
+    # Entropy's last-bit difference is a tie, not a preference that happens to agree.
+    assert summary["counts"]["entropy"]["n_ties_signal"] == 1
+    assert summary["counts"]["entropy"]["n_compared"] == 2
+    assert summary["signals"]["entropy"]["pairwise_agreement"]["mean"] == 1.0
+    # The random control has no ties: of its 2 compared pairs, (1, 2) agrees and (0, 2) not.
+    assert summary["counts"]["random"]["n_compared"] == 2
+    assert summary["signals"]["random"]["pairwise_agreement"]["mean"] == 0.5
+    # Without the verdicts, the judge's scores decide: their last-bit difference is a tie too.
+    by_scores = calibrate(signals, judge, n_boot=50)
+    assert by_scores["judge"]["basis"] == "scores"
+    assert {by_scores["counts"][n]["n_ties_judge"] for n in signals} == {1}
+
+
+def test_agreement_and_kappa_come_from_verdicts_not_from_imputed_rankings():
+    # An intransitive judge: 0 > 1, 1 > 2, 2 > 0. Its Bradley-Terry scores tie all three, so a
+    # score-based comparison would find no preference at all; the verdicts have three.
+    verdicts = judge_pairs(
+        [("q", 0, 1, 0.8, "logprobs"), ("q", 1, 2, 0.8, "logprobs"), ("q", 0, 2, 0.2, "logprobs")]
+    )
+    judge = scores("external_judge", {"q": [0.0, 0.0, 0.0]})
+    signal = scores("s", {"q": [3.0, 2.0, 1.0]})  # 0 > 1 > 2: agrees on (0,1), (1,2), not (0,2)
+
+    summary = calibrate({"s": signal}, judge, judge_pairs=verdicts, n_boot=50)
+    entry, counts = summary["signals"]["s"], summary["counts"]["s"]
+
+    assert (counts["n_pairs"], counts["n_compared"], counts["n_ties_judge"]) == (3, 3, 0)
+    assert entry["pairwise_agreement"]["mean"] == pytest.approx(2 / 3)
+    # By hand: signal prefers the first shown (lower index) on all 3 pairs, the judge on 2 of 3.
+    # p_o = 2/3, p_e = 1 * 2/3 + 0 * 1/3 = 2/3, kappa = (2/3 - 2/3) / (1 - 2/3) = 0.
+    assert entry["cohen_kappa"]["mean"] == pytest.approx(0.0)
+    assert entry["kendall_tau"] is None  # the judge's scores are constant: no ranking
+    assert counts["tau_excluded"]["constant_scores"] == 1
+
+
+def test_invalid_verdicts_are_left_out_and_counted():
+    verdicts = judge_pairs([("q", 0, 1, 0.9, "logprobs"), ("q", 0, 2, None, "invalid")])
+    judge = scores("external_judge", {"q": [1.0, 0.0, 0.5]})
+    summary = calibrate({"s": scores("s", {"q": [1.0, 0.0, 0.5]})}, judge, judge_pairs=verdicts)
+    assert summary["judge"]["invalid_pairs"] == 1
+    assert summary["counts"]["s"]["n_pairs"] == 1
+
+
+def test_kappa_and_tau_match_independent_computations_on_random_data():
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(7)
+    truth = {f"q{k}": list(rng.normal(size=5)) for k in range(12)}
+    noisy = {q: list(np.asarray(v) + rng.normal(scale=0.8, size=5)) for q, v in truth.items()}
+    rows = [
+        (q, i, j, 0.75 if truth[q][i] > truth[q][j] else 0.25, "logprobs")
+        for q in truth
+        for i in range(5)
+        for j in range(i + 1, 5)
+    ]
+    summary = calibrate(
+        {"s": scores("s", noisy)}, scores("j", truth), judge_pairs=judge_pairs(rows), n_boot=20
+    )
+    entry = summary["signals"]["s"]
+
+    # Cohen's kappa from the 2x2 table of (signal prefers first, judge prefers first).
+    a = np.array([noisy[q][i] > noisy[q][j] for q, i, j, _, _ in rows])
+    b = np.array([p > 0.5 for _, _, _, p, _ in rows])
+    p_o = np.mean(a == b)
+    p_e = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    assert entry["pairwise_agreement"]["mean"] == pytest.approx(p_o)
+    assert entry["cohen_kappa"]["mean"] == pytest.approx((p_o - p_e) / (1 - p_e))
+    taus = [kendalltau(noisy[q], truth[q]).statistic for q in truth]
+    assert entry["kendall_tau"]["mean"] == pytest.approx(np.mean(taus))
+
+
+def test_judge_health_sits_beside_each_judged_signal_and_controls_always_show():
+    signal, judge = noisy_case(n_questions=6)
+    health = {
+        "self_judge": {
+            "mean_label_mass": 4e-5,
+            "position_bias": 0.97,
+            "order_consistency": 0.1,
+            "invalid_share": 0.0,
+            "distinct_pairs": 40,
+            "identical_pairs": 50,
+        }
+    }
+    summary = calibrate({"self_judge": signal, "entropy": signal}, judge, health=health, n_boot=20)
+    row = summary["signals"]["self_judge"]
+    assert row["label_mass"] == 4e-5 and row["position_bias"] == 0.97
+    assert row["order_consistency"] == 0.1 and row["distinct_pairs"] == 40
+    assert summary["signals"]["entropy"]["label_mass"] is None
+    text = calibration_markdown(summary)
+    assert "| self_judge |" in text and "0.00004" in text
+    for control in ("random", "length", "logprob"):
+        assert f"| {control} (control) | not scored |" in text
+    assert "imputed" in text  # the tau caveat is written beside the table
+
+
+def test_snap_ties_groups_scores_within_tolerance_only():
+    from satk8s.signals.schema import scores_tie, snap_ties
+
+    assert scores_tie(0.1, 0.1 + 1e-12) and not scores_tie(0.1, 0.1 + 1e-4)
+    assert snap_ties([0.3, 0.1, 0.1 + 1e-12, 0.2]) == [0.3, 0.1, 0.1, 0.2]
+    # Anchored at the group's first value: a chain of near-equal steps does not merge far ends.
+    chain = [k * 0.6e-7 for k in range(4)]
+    assert len(set(snap_ties(chain))) == 2

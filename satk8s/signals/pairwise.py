@@ -263,11 +263,7 @@ def judge_both_orders(kept: pa.Table, judge: PairJudge, config: PairingSettings)
             planned.append((qid, i, j, len(requests)))
             requests.append(PairRequest(qid, question, i, j, text_i, text_j))
             requests.append(PairRequest(qid, question, j, i, text_j, text_i))
-    verdicts = judge.judge(requests) if requests else []
-    if len(verdicts) != len(requests):
-        raise RuntimeError(
-            f"judge {judge.name} gave {len(verdicts)} verdicts for {len(requests)} requests"
-        )
+    verdicts = _judge_once_per_prompt(judge, requests)
     rows = []
     for qid, i, j, k in planned:
         if k is None:
@@ -302,6 +298,25 @@ def judge_both_orders(kept: pa.Table, judge: PairJudge, config: PairingSettings)
             }
         )
     return pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA)
+
+
+def _judge_once_per_prompt(judge: PairJudge, requests: list[PairRequest]) -> list[Verdict]:
+    """One verdict per request, each distinct (question, first text, second text) asked once:
+    solutions with the same text then get the very same verdicts (a model judging the same
+    prompt in two batches would differ in the last bits), and no call is spent twice."""
+    unique: dict[tuple[str, str, str], int] = {}
+    asked: list[PairRequest] = []
+    for r in requests:
+        key = (r.question_id, r.first_text, r.second_text)
+        if key not in unique:
+            unique[key] = len(asked)
+            asked.append(r)
+    verdicts = judge.judge(asked) if asked else []
+    if len(verdicts) != len(asked):
+        raise RuntimeError(
+            f"judge {judge.name} gave {len(verdicts)} verdicts for {len(asked)} requests"
+        )
+    return [verdicts[unique[(r.question_id, r.first_text, r.second_text)]] for r in requests]
 
 
 def solutions_by_question(kept: pa.Table) -> dict[str, tuple[str, list[tuple[int, str]]]]:
@@ -407,7 +422,10 @@ def bradley_terry(
         new = {}
         for s, opponents in games.items():
             denominator = math.fsum(
-                [prior / (strength[s] + 1.0), *(1.0 / (strength[s] + strength[o]) for o in opponents)]
+                [
+                    prior / (strength[s] + 1.0),
+                    *(1.0 / (strength[s] + strength[o]) for o in opponents),
+                ]
             )
             new[s] = (wins[s] + prior / 2) / denominator
         change = max(abs(math.log(new[s] / strength[s])) for s in new) if new else 0.0

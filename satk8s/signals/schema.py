@@ -54,3 +54,33 @@ def scores_table(rows: Sequence[ScoreRow]) -> pa.Table:
         ],
         schema=SCORES_SCHEMA,
     )
+
+
+SCORE_TOLERANCE = 1e-7
+"""Two scores closer than this (relative to max(1, |a|, |b|)) are a tie, wherever scores are
+compared (calibration, rankings, training-set weights). Far above float noise (a
+Bradley-Terry strength refitted in another order, a logit computed in another batch), far below
+any difference a signal means."""
+
+
+def scores_tie(a: float, b: float) -> bool:
+    """Whether two scores are equal within `SCORE_TOLERANCE`."""
+    return abs(a - b) <= SCORE_TOLERANCE * max(1.0, abs(a), abs(b))
+
+
+def snap_ties(values: Sequence[float]) -> list[float]:
+    """`values` with every group of tied scores replaced by one value, so exact comparisons
+    (sorting, Kendall's tau, signs of differences) see ties as ties.
+
+    In increasing order, a value that ties the first value of the current group joins it and
+    takes that value; otherwise it starts a new group. Groups are anchored at their first value,
+    so a chain of near-equal values cannot merge scores that differ by more than the tolerance.
+    """
+    order = sorted(range(len(values)), key=lambda k: values[k])
+    snapped = list(values)
+    anchor = None
+    for k in order:
+        if anchor is None or not scores_tie(anchor, values[k]):
+            anchor = values[k]
+        snapped[k] = anchor
+    return snapped

@@ -38,7 +38,9 @@ def calibrate(
     config: CalibrateConfig = CalibrateConfig(),
     force: bool = False,
 ) -> dict[str, Any]:
-    """`scores` is a comma-separated list of signal outputs, `judge` the external judge's.
+    """`scores` is a comma-separated list of signal outputs, `judge` the external judge's
+    (its verdicts, `pairs.parquet`, decide the pairs when present). A signal whose
+    `diagnostics.json` holds judge health (a judged signal) gets it in its row.
     Writes `calibration.json` and `calibration.md`."""
     if not force and (cached := finished_summary(out)):
         return cached
@@ -47,7 +49,7 @@ def calibrate(
     from satk8s.calibration import calibration_markdown
 
     started = time.time()
-    signals, diagnostics = {}, None
+    signals, health = {}, {}
     for location in split_locations(scores):
         root = input_path(location, "scores", "step")
         table = pq.read_table(root / "scores.parquet")
@@ -56,10 +58,18 @@ def calibrate(
             raise DataError(str(root), f"scores of several signals in one table: {sorted(names)}")
         name = finished_summary(location)["signal"]  # type: ignore[index]
         signals[name] = table
-        if name == "self_judge":
-            diagnostics = json.loads((root / "diagnostics.json").read_text())
-    judge_table = pq.read_table(input_path(judge, "judge", "step") / "scores.parquet")
-    summary = calibrate_signals(signals, judge_table, diagnostics, config.seed, config.n_boot)
+        diagnostics_file = root / "diagnostics.json"
+        if diagnostics_file.is_file():
+            diagnostics = json.loads(diagnostics_file.read_text())
+            if "distinct_pairs" in diagnostics:
+                health[name] = diagnostics
+    judge_root = input_path(judge, "judge", "step")
+    judge_table = pq.read_table(judge_root / "scores.parquet")
+    pairs_file = judge_root / "pairs.parquet"
+    judge_pairs = pq.read_table(pairs_file) if pairs_file.is_file() else None
+    summary = calibrate_signals(
+        signals, judge_table, judge_pairs, health, config.seed, config.n_boot
+    )
     root = open_output(out, force)
     (root / "calibration.json").write_text(json.dumps(summary, indent=2))
     (root / "calibration.md").write_text(calibration_markdown(summary))

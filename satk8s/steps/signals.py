@@ -20,6 +20,15 @@ from satk8s.steps.outputs import commit, finished_summary, input_path, open_outp
 from satk8s.store.stage_model import resolve_model
 
 SIGNALS = ("entropy", "self_judge", "external_judge", "random")
+# The judge health a judged signal's summary carries (see `pair_diagnostics`).
+JUDGE_HEALTH = (
+    "mean_label_mass",
+    "invalid_share",
+    "position_bias",
+    "order_consistency",
+    "distinct_pairs",
+    "identical_pairs",
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,6 @@ def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dic
         "scored": scores.num_rows,
         "questions": len(set(table.column("question_id").to_pylist())),
         **({"note": "empty saturated set"} if table.num_rows == 0 else {}),
-        **{k: v for k, v in diagnostics.items() if k in ("position_bias", "order_consistency")},
+        **{k: v for k, v in diagnostics.items() if k in JUDGE_HEALTH},
     }
     return commit(root, "signals", config, {"kept": kept}, summary, started)
