@@ -125,16 +125,25 @@ def test_best_of_n_breaks_ties_by_a_seeded_shuffle_same_seed_same_pick():
     assert set(picks.values()) == {0, 1, 2}  # every tied solution gets picked under some seed
 
 
-def test_weighted_sft_weights_are_a_within_question_softmax_scaled_to_mean_one():
+def _zscore_weights(values: list[float], temperature: float) -> list[float]:
+    """The expected weights, computed independently with numpy: n * softmax(z / tau) with z
+    the population z-score within the question."""
+    import numpy as np
+
+    x = np.asarray(values, float)
+    z = (x - x.mean()) / x.std()
+    e = np.exp(z / temperature)
+    return list(len(x) * e / e.sum())
+
+
+def test_weighted_sft_weights_are_a_softmax_of_within_question_z_scores_with_mean_one():
     table = build("weighted_sft", scores(), temperature=1.0)
-    e = [math.exp(s) for s in SCORES["qa"]]
-    qa = [3 * x / sum(e) for x in e]
-    e = [math.exp(s) for s in SCORES["qc"]]
-    qc = [3 * x / sum(e) for x in e]
-    expected = qa + [1.0, 1.0, 1.0] + qc
+    expected = (
+        _zscore_weights(SCORES["qa"], 1.0) + [1.0, 1.0, 1.0] + _zscore_weights(SCORES["qc"], 1.0)
+    )
     weights = table.column("weight").to_pylist()
     assert weights == pytest.approx(expected, rel=1e-12)
-    assert weights[:3] == pytest.approx([0.420733, 1.885595, 0.693672], abs=1e-6)
+    assert weights[:3] == pytest.approx([0.209617, 2.323040, 0.467343], abs=1e-6)
     assert table.column("completion").to_pylist() == [
         completion(q, i) for q in ("qa", "qb", "qc") for i in (0, 1, 2)
     ]
@@ -142,11 +151,61 @@ def test_weighted_sft_weights_are_a_within_question_softmax_scaled_to_mean_one()
 
 def test_weighted_sft_temperature_sharpens_or_flattens_the_weights():
     sharp = build("weighted_sft", scores(), temperature=0.5).column("weight").to_pylist()[:3]
-    e = [math.exp(s / 0.5) for s in SCORES["qa"]]
-    assert sharp == pytest.approx([3 * x / sum(e) for x in e], rel=1e-12)
+    assert sharp == pytest.approx(_zscore_weights(SCORES["qa"], 0.5), rel=1e-12)
     flat = build("weighted_sft", scores(), temperature=1e6).column("weight").to_pylist()[:3]
     assert flat == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
     assert sum(sharp) == pytest.approx(3.0)
+
+
+def test_weighted_sft_on_entropy_scale_scores_is_not_plain_sft():
+    # Mean entropies of one question's solutions span ~0.1 nats: softmax(score / 1) would give
+    # weights within 5% of 1 (plain SFT). Standardised within the question, they are not.
+    entropy_scale = {
+        "qa": [-0.50, -0.55, -0.60],
+        "qb": [-0.41, -0.47, -0.44],
+        "qc": [-0.3, -0.32, -0.38],
+    }
+    weights = build("weighted_sft", scores(entropy_scale), temperature=1.0).column("weight")
+    assert not all(abs(w - 1) < 0.05 for w in weights.to_pylist())
+    assert max(weights.to_pylist()) > 1.5
+    # The signal's scale no longer decides: scores x1000 give the same weights.
+    scaled = {q: [1000 * v for v in vs] for q, vs in entropy_scale.items()}
+    again = build("weighted_sft", scores(scaled), temperature=1.0).column("weight").to_pylist()
+    assert again == pytest.approx(weights.to_pylist(), rel=1e-9)
+
+
+def test_weighted_sft_raw_scores_keep_the_plain_softmax_when_asked():
+    table = build("weighted_sft", scores(), temperature=1.0, weight_scores="raw")
+    e = [math.exp(v) for v in SCORES["qa"]]
+    assert table.column("weight").to_pylist()[:3] == pytest.approx([3 * x / sum(e) for x in e])
+
+
+def test_the_weight_spread_of_every_training_set_is_recorded():
+    import numpy as np
+
+    table = build("weighted_sft", scores(), temperature=1.0)
+    spread = build_metadata(table)["weights"]
+    w = np.asarray(table.column("weight").to_pylist())
+    assert spread["min"] == pytest.approx(w.min()) and spread["max"] == pytest.approx(w.max())
+    assert spread["max_over_min"] == pytest.approx(w.max() / w.min())
+    # Kish's effective sample size (sum w)^2 / sum w^2.
+    assert spread["ess"] == pytest.approx(w.sum() ** 2 / (w**2).sum())
+    assert spread["ess_fraction"] == pytest.approx(spread["ess"] / len(w))
+    plain = build_metadata(build("sft"))["weights"]
+    assert plain["max_over_min"] == 1.0 and plain["ess_fraction"] == 1.0
+    assert build_metadata(build("dpo", scores()))["weights"] is None
+
+
+def test_scores_within_tolerance_are_ties_for_every_builder():
+    # qb's scores differ in the last bits only: a tie, not a preference.
+    near = {"qa": [0.5, 2.0, 1.0], "qb": [1.0, 1.0 + 1e-15, 1.0 - 1e-15], "qc": [-1.0, 0.0, 3.0]}
+    assert build("weighted_sft", scores(near)).column("weight").to_pylist()[3:6] == [1.0] * 3
+    assert build_metadata(build("dpo", scores(near)))["skipped_question_ids"] == ["qb"]
+    picks = {
+        build("best_of_n", scores(near), seed=k).column("sample_index")[1].as_py()
+        for k in range(20)
+    }
+    assert picks == {0, 1, 2}
 
 
 def test_dpo_best_vs_worst_pairs_each_question_and_skips_all_equal_scores():

@@ -6,20 +6,23 @@ known):
 
 - `sft`: every kept (correct) solution, weight 1 -- the baseline that ignores the signal.
 - `best_of_n`: the top-k solutions of each question by score.
-- `weighted_sft`: every solution, weighted by softmax(score / temperature) within its question,
-  scaled so a question's weights sum to its solution count (mean 1 within the question).
+- `weighted_sft`: every solution, weighted by softmax(z / temperature) within its question,
+  where z is the solution's score standardised within the question (z-score), scaled so a
+  question's weights sum to its solution count (mean 1 within the question). Standardising
+  makes the weighting the same for every signal's scale: entropies that span 0.1 nats weight
+  as strongly as Bradley-Terry log-strengths that span 3.
 - `dpo`: (chosen, rejected) pairs within a question: best vs worst, or every pair whose score
   margin exceeds `dpo_margin`.
 
 SFT-family columns: prompt, completion, question_id, sample_index, weight.
 DPO columns: prompt, chosen, rejected, question_id, chosen_index, rejected_index, margin.
 Rows come out in a fixed order (question_id, then rank or sample_index; see each builder), and
-the table's schema metadata `satk8s.build` records the config and the questions a builder
-skipped, so a run can report them.
+the table's schema metadata `satk8s.build` records the config, the questions a builder
+skipped and the spread of the weights (`weight_spread`), so a run can report them.
 
-Ranking ties are broken by a shuffle seeded with (seed, question_id): the same seed always
-picks the same solution, and a question's pick does not depend on which other questions are in
-the table.
+Scores within `SCORE_TOLERANCE` of each other are ties (`snap_ties`). Ranking ties are broken
+by a shuffle seeded with (seed, question_id): the same seed always picks the same solution, and
+a question's pick does not depend on which other questions are in the table.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from satk8s.errors import ConfigError, DataError
+from satk8s.signals.schema import snap_ties
 
 ALGORITHMS = ("sft", "best_of_n", "weighted_sft", "dpo")
+WEIGHT_SCORES = ("zscore", "raw")
 DPO_PAIRS = ("best_vs_worst", "margin")
 METADATA_KEY = b"satk8s.build"
 
@@ -77,7 +82,12 @@ class BuildConfig:
     k: int = 1
     """best_of_n: solutions kept per question (all of them when a question has fewer)."""
     temperature: float = 1.0
-    """weighted_sft: softmax temperature tau; small tau approaches best-of-1, large tau plain SFT."""
+    """weighted_sft: softmax temperature tau over the within-question z-scores; small tau
+    approaches best-of-1, large tau plain SFT. At 1, two solutions weigh 1.76 and 0.24."""
+    weight_scores: str = "zscore"
+    """weighted_sft: "zscore" (standardised within the question, so the signal's scale does not
+    matter; a question whose scores all tie gets weight 1 everywhere) or "raw" (the scores as
+    they are: softmax(score / temperature))."""
     dpo_pairs: str = "best_vs_worst"
     """dpo: "best_vs_worst" (one pair per question) or "margin" (every pair whose score margin
     exceeds `dpo_margin`)."""
@@ -101,6 +111,11 @@ class BuildConfig:
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ConfigError(
                 "temperature", f"must be a positive finite number, got {self.temperature}"
+            )
+        if self.weight_scores not in WEIGHT_SCORES:
+            raise ConfigError(
+                "weight_scores",
+                f"must be one of {', '.join(WEIGHT_SCORES)}; got {self.weight_scores!r}",
             )
         if self.dpo_pairs not in DPO_PAIRS:
             raise ConfigError(
@@ -147,7 +162,11 @@ def build_training_set(kept: pa.Table, scores: pa.Table | None, config: BuildCon
             _sft_row(s, w)
             for sols in by_question.values()
             for s, w in zip(
-                sols, softmax_weights([s.score for s in sols], config.temperature), strict=True
+                sols,
+                softmax_weights(
+                    [s.score for s in sols], config.temperature, config.weight_scores == "zscore"
+                ),
+                strict=True,
             )
         ]
     else:
@@ -164,6 +183,9 @@ def build_training_set(kept: pa.Table, scores: pa.Table | None, config: BuildCon
         "rows": len(rows),
         "skipped_questions": len(skipped),
         "skipped_question_ids": skipped,
+        "weights": None
+        if config.algorithm == "dpo"
+        else weight_spread([r["weight"] for r in rows]),
     }
     schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
     return pa.Table.from_pylist(rows, schema=schema)
@@ -175,13 +197,42 @@ def build_metadata(table: pa.Table) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def softmax_weights(scores: list[float], temperature: float) -> list[float]:
-    """softmax(score / temperature) scaled to mean 1, so the weights sum to len(scores)."""
-    top = max(scores)
+def softmax_weights(
+    scores: list[float], temperature: float, standardise: bool = True
+) -> list[float]:
+    """softmax(z / temperature) scaled to mean 1, so the weights sum to len(scores); z is the
+    population z-score of each score within `scores` (or the score itself without
+    `standardise`). Tied scores (all within tolerance) give weight 1 everywhere."""
+    values = snap_ties(scores)
+    if standardise:
+        mean = math.fsum(values) / len(values)
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+        if std == 0.0:
+            return [1.0] * len(values)
+        values = [(v - mean) / std for v in values]
+    top = max(values)
     # Shifting by the max keeps exp() from overflowing; the softmax is unchanged.
-    exps = [math.exp((s - top) / temperature) for s in scores]
-    total = sum(exps)
-    return [len(scores) * e / total for e in exps]
+    exps = [math.exp((v - top) / temperature) for v in values]
+    total = math.fsum(exps)
+    return [len(values) * e / total for e in exps]
+
+
+def weight_spread(weights: list[float]) -> dict[str, float | int] | None:
+    """How unequal a training set's weights are: min, max, max/min, Kish's effective sample
+    size (sum w)^2 / sum w^2 and its fraction of the rows (1.0: plain SFT). None when empty."""
+    if not weights:
+        return None
+    total, squares = math.fsum(weights), math.fsum(w * w for w in weights)
+    low, high = min(weights), max(weights)
+    ess = total * total / squares if squares else 0.0
+    return {
+        "rows": len(weights),
+        "min": low,
+        "max": high,
+        "max_over_min": high / low if low > 0 else math.inf,
+        "ess": ess,
+        "ess_fraction": ess / len(weights),
+    }
 
 
 def validate_training_set(table: pa.Table, algorithm: str, source: str) -> None:
@@ -286,6 +337,13 @@ def _group(kept: pa.Table, scores: pa.Table | None, algorithm: str) -> dict[str,
                 "the signal must score every kept solution",
             )
         grouped.setdefault(qid, []).append(_Solution(qid, idx, prompt, completion, score))
+    # Ties within tolerance become exact, so every builder ranks, pairs and weighs alike.
+    for qid, sols in grouped.items():
+        snapped = snap_ties([s.score for s in sols])
+        grouped[qid] = [
+            _Solution(s.question_id, s.sample_index, s.prompt, s.completion, v)
+            for s, v in zip(sols, snapped, strict=True)
+        ]
     return grouped
 
 
