@@ -29,6 +29,8 @@ SMOKE_NODES = [
     "signal-entropy",
     "signal-self_judge",
     "signal-random",
+    "signal-length",
+    "signal-logprob",
     "signal-external_judge",
     "calibrate",
     "evaluate-base",
@@ -86,7 +88,13 @@ def test_smoke_grid_has_exactly_the_demo_cells_and_nodes(smoke: Plan) -> None:
 def test_smoke_grid_wires_inputs_like_the_demo(smoke: Plan) -> None:
     assert smoke.node("saturate").inputs == {"questions": ("prepare",), "samples": ("generate",)}
     assert smoke.node("calibrate").inputs == {
-        "scores": ("signal-entropy", "signal-self_judge", "signal-random"),
+        "scores": (
+            "signal-entropy",
+            "signal-self_judge",
+            "signal-random",
+            "signal-length",
+            "signal-logprob",
+        ),
         "judge": ("signal-external_judge",),
     }
     assert smoke.node("dataset-sft-none").inputs == {"kept": ("saturate",)}
@@ -183,12 +191,12 @@ def test_arith_three_seeds_shares_upstream_work(arith: Plan) -> None:
         "train": 30,
         "report": 1,
     }
-    assert len(arith.nodes) == 80
-    # One pipeline per cell: 9 steps + cell signal + random control + judge, random cells
-    # and sft cells one signal fewer: 9 x 12 x 2 + 9 x 11 + 3 x 11.
-    assert arith.naive_step_count == 348
-    assert sum(sum(r.values()) for r in arith.naive_counts.values()) == 348
-    assert arith.naive_counts["signals"] == {"judge": 18, "cpu": 60}
+    assert len(arith.nodes) == 82
+    # One pipeline per cell: 9 steps + cell signal + three controls + judge, random cells
+    # and sft cells one signal fewer: 9 x 14 x 2 + 9 x 13 + 3 x 13.
+    assert arith.naive_step_count == 408
+    assert sum(sum(r.values()) for r in arith.naive_counts.values()) == 408
+    assert arith.naive_counts["signals"] == {"judge": 18, "cpu": 120}
     assert arith.naive_counts["evaluate"] == {"evaluate": 60}
 
 
@@ -203,9 +211,18 @@ def test_a_training_set_serves_every_seed() -> None:
 
 def test_random_as_a_cell_signal_is_scored_once() -> None:
     plan = load_plan("smoke", ["signals=[random]", "algorithms=[best_of_n]"])
-    assert _ids(plan, "signals") == ["signal-random", "signal-external_judge"]
-    assert plan.node("calibrate").inputs["scores"] == ("signal-random",)
-    assert plan.naive_step_count == 12  # tiny..report with one signal and the judge
+    assert _ids(plan, "signals") == [
+        "signal-random",
+        "signal-length",
+        "signal-logprob",
+        "signal-external_judge",
+    ]
+    assert plan.node("calibrate").inputs["scores"] == (
+        "signal-random",
+        "signal-length",
+        "signal-logprob",
+    )
+    assert plan.naive_step_count == 14  # tiny..report with the three controls and the judge
 
 
 def test_identical_nodes_are_merged_and_readers_follow_the_alias() -> None:
@@ -321,7 +338,13 @@ def test_command_line_overrides() -> None:
         ("entropy", "weighted_sft", 0),
         ("entropy", "dpo", 0),
     ]
-    assert _ids(plan, "signals") == ["signal-entropy", "signal-random", "signal-external_judge"]
+    assert _ids(plan, "signals") == [
+        "signal-entropy",
+        "signal-random",
+        "signal-length",
+        "signal-logprob",
+        "signal-external_judge",
+    ]
     assert {plan.node(i).config["train"]["max_steps"] for i in _ids(plan, "train")} == {10}
     assert plan.store_root == "s3://b/p"
 
@@ -439,7 +462,7 @@ def test_grid_show_prints_cells_and_step_counts() -> None:
     assert ["random", "dpo", "0,", "1,", "2"] in lines
     assert ["train", "30", "30"] in lines
     assert ["build_dataset", "10", "30"] in lines
-    assert ["total", "80", "348"] in lines
+    assert ["total", "82", "408"] in lines
     assert ["GPU", "steps", "64", "138"] in lines
 
 
@@ -454,8 +477,8 @@ def test_grid_show_json_with_overrides() -> None:
         "seed": 0,
         "evaluate_node": "evaluate-sft-none-s0",
     }
-    # 1+1+1+4+1 shared, base eval, 10 datasets, 10 trains, 10 evals, report.
-    assert shown["total"] == {"deduplicated": 40, "naive": 116}
+    # 1+1+1+6+1 shared, base eval, 10 datasets, 10 trains, 10 evals, report.
+    assert shown["total"] == {"deduplicated": 42, "naive": 136}
     assert shown["gpu_steps"] == {"deduplicated": 24, "naive": 46}
     assert shown["steps"]["generate"] == {"deduplicated": 1, "naive": 10}
     assert shown["nodes"][0] == {"id": "prepare", "step": "prepare", "role": "cpu"}
@@ -487,4 +510,4 @@ def test_expanding_a_grid_imports_no_model_or_stats_libraries() -> None:
         "print(len(plan.nodes), sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "80 []"
+    assert out.stdout.strip() == "82 []"

@@ -51,7 +51,9 @@ NO_SIGNAL = "none"
 EXTERNAL_JUDGE = "external_judge"
 """The reference signal calibration compares against; never a cell signal."""
 RANDOM = "random"
-"""The control signal: always scored and calibrated, whether or not it is a cell signal."""
+"""The random control signal."""
+CONTROLS = ("random", "length", "logprob")
+"""Control signals: always scored and calibrated, whether or not they are cell signals."""
 
 
 # ----------------------------------------------------------------------------- schema
@@ -93,6 +95,10 @@ class SignalSettings:
     """SelfJudgeConfig settings."""
     random: dict[str, Any] = field(default_factory=dict)
     """SignalConfig fields of the random control (`random_seed`)."""
+    length: dict[str, Any] = field(default_factory=dict)
+    """LengthConfig settings of the length control (`direction`)."""
+    logprob: dict[str, Any] = field(default_factory=dict)
+    """LogprobConfig settings of the logprob control (`direction`)."""
     external_judge: dict[str, Any] = field(default_factory=dict)
     """ExternalJudgeConfig settings (kind oracle / hf / vllm / openai, model, ...)."""
 
@@ -209,7 +215,8 @@ class GridConfig:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
     signals: list[str] = field(default_factory=list)
-    """Cell signals (not the external judge). The random control is scored either way."""
+    """Cell signals (not the external judge). The controls (random, length, logprob) are
+    scored and calibrated either way."""
     algorithms: list[str] = field(default_factory=list)
     """Cell algorithms: `sft` gets one signal-free cell per seed, the others one per signal."""
     seeds: list[int] = field(default_factory=lambda: [0])

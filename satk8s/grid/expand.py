@@ -3,7 +3,8 @@
 Nodes, in topological order:
 
     tiny (tiny model only) -> prepare -> generate -> saturate
-    -> signal-<s> for every cell signal, signal-random (the control), signal-external_judge
+    -> signal-<s> for every cell signal, the controls signal-random, signal-length and
+       signal-logprob, signal-external_judge
     -> calibrate -> evaluate-base
     -> per cell: dataset-<algorithm>-<signal>, train-<algorithm>-<signal>-s<seed>,
        evaluate-<algorithm>-<signal>-s<seed>
@@ -30,6 +31,7 @@ from typing import Any
 
 from satk8s.errors import ConfigError
 from satk8s.grid.config import (
+    CONTROLS,
     EXTERNAL_JUDGE,
     NO_SIGNAL,
     RANDOM,
@@ -232,7 +234,7 @@ def cell_list(grid: GridConfig) -> list[tuple[str, str, int]]:
 
 def _signal_parts(grid: GridConfig, signal: str, model: str) -> list[Part]:
     # Settings first (the part an unplaceable error is blamed on), fixed fields last (they win).
-    if signal in ("entropy", "self_judge"):
+    if signal in POLICY_SIGNALS:
         parts: list[Part] = [
             (signal, f"signal.{signal}", getattr(grid.signal, signal)),
             ("model", "model.path", model),
@@ -244,12 +246,16 @@ def _signal_parts(grid: GridConfig, signal: str, model: str) -> list[Part]:
     return [*parts, ("signal", "signals", signal)]
 
 
+POLICY_SIGNALS = ("entropy", "self_judge", "length", "logprob")
+"""Signals whose node reads the policy model (length and logprob: its tokenizer only)."""
+
+
 def _signal_role(signal: str, config: Mapping[str, Any]) -> str:
     if signal in ("entropy", "self_judge"):
         return "judge"
     if signal == EXTERNAL_JUDGE and config["external_judge"]["kind"] != "oracle":
         return "external_judge"
-    return "cpu"  # the random control and the arith oracle are plain computation
+    return "cpu"  # the controls and the arith oracle are plain computation
 
 
 def _build(
@@ -292,12 +298,12 @@ def _build(
 
     # Listed signals are scored and calibrated even when no cell trains on them (sft only).
     named = [s for s in signals if s != NO_SIGNAL]
-    scored = [*named, *([RANDOM] if RANDOM not in named else [])]
+    scored = [*named, *(c for c in CONTROLS if c not in named)]
     signal_nodes: dict[str, str] = {}
     for signal in [*scored, EXTERNAL_JUDGE]:
         node_id = f"signal-{signal}"
         config = resolve_node_config("signals", node_id, _signal_parts(grid, signal, model))
-        uses_model = signal in ("entropy", "self_judge")
+        uses_model = signal in POLICY_SIGNALS
         signal_nodes[signal] = dag.add(
             node_id,
             "signals",
@@ -436,8 +442,8 @@ def expand(grid: GridConfig) -> Plan:
     sum over cells of the node count of the single-cell grid (the same grid with
     signals=[cell signal] (none for sft), algorithms=[cell algorithm], seeds=[cell seed]).
     Each such pipeline has tiny (tiny model only), prepare, generate, saturate, the cell's
-    signal (none for sft), the random control (unless it is the cell's signal), the external
-    judge, calibrate, evaluate-base, dataset, train, evaluate and report. `Plan.naive_counts`
+    signal (none for sft), the three controls (random, length, logprob; less the cell's
+    signal when it is one of them), the external judge, calibrate, evaluate-base, dataset, train, evaluate and report. `Plan.naive_counts`
     splits that sum by step and role."""
     dag, cells = _build(grid, grid.signals, cell_list(grid))
     _check_gpu_backends(grid, dag.nodes)

@@ -1,10 +1,16 @@
 """Signal `entropy`: mean full-vocabulary token entropy of each kept solution under the policy.
 
 One teacher-forced pass over prompt + completion per solution. The completion is the stored
-`token_ids` (exactly what was sampled, not a re-tokenisation of the text); the prompt is
+`token_ids` (exactly what was sampled, not a re-tokenisation of the text), cut to its content
+tokens: the eos token and the tokens of a stop string are not part of the solution (nor of
+the training target), so they do not enter the mean (`satk8s.signals.content`). The prompt is
 tokenised as the generation backends do (`tokenizer(prompt)`). The entropy at completion
 token t is that of the policy's raw next-token distribution at position t - 1, over the whole
-vocabulary: vLLM returns no entropy, and top-k logprobs only approximate it.
+vocabulary: vLLM returns no entropy, and top-k logprobs only approximate it. Solutions with
+the same tokens are computed once and share the value (so identical texts tie exactly).
+
+Precision: the LM head's product runs in float32 whatever the model's dtype (a bfloat16
+product errs by up to ~3e-3 nats, enough to flip rankings of close solutions).
 
 Memory: the model runs to its last hidden states only; `lm_head` and log-softmax are applied
 to `chunk_size` completion positions at a time, so no [batch, seq, vocab] float32 tensor is
@@ -20,13 +26,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from satk8s.errors import ConfigError, DataError
+from satk8s.signals.content import content_lengths, load_tokenizer
 from satk8s.signals.schema import ScoreRow, scores_table
 
 # torch and transformers load when entropy is computed, not when the config is built: grid
 # expansion and the compiler build every step's config and must stay fast.
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
 SIGNAL = "entropy"
 DIRECTIONS = ("lower_is_better", "higher_is_better")
@@ -50,7 +57,7 @@ class EntropyConfig:
     """"auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ..."""
     dtype: str = "auto"
     """Model weights dtype: "auto" (the checkpoint's own), "float32", "bfloat16", "float16".
-    Logits are upcast to float32 before the softmax either way."""
+    The LM head's product and the softmax run in float32 either way."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -93,10 +100,14 @@ def token_entropies(
         rows, cols = predicts.nonzero(as_tuple=True)  # row-major: each row's tokens in order
         states = hidden[rows, cols]
         head = model.get_output_embeddings()
+        # The product in float32: a bfloat16 matmul rounds every logit before the upcast.
+        weight = head.weight.float()
+        bias = head.bias.float() if getattr(head, "bias", None) is not None else None
         softcap = getattr(model.config, "final_logit_softcapping", None)  # Gemma-style models
         out = torch.empty(states.shape[0], dtype=torch.float32, device=states.device)
         for start in range(0, states.shape[0], chunk_size):
-            logits = head(states[start : start + chunk_size]).float()
+            chunk = states[start : start + chunk_size].float()
+            logits = torch.nn.functional.linear(chunk, weight, bias)
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             logp = torch.log_softmax(logits, dim=-1)
@@ -127,15 +138,22 @@ def entropy_scores(
     qids = kept.column("question_id").to_pylist()
     indices = kept.column("sample_index").to_pylist()
     prompts = kept.column("prompt").to_pylist()
-    completions = kept.column("token_ids").to_pylist()
-    for qid, idx, ids in zip(qids, indices, completions, strict=True):
+    for qid, idx, ids in zip(qids, indices, kept.column("token_ids").to_pylist(), strict=True):
         if not ids:
             raise DataError("kept", f"question {qid} sample {idx} has no completion tokens")
 
-    model, tokenizer, device = _load(model_dir, config.device, config.dtype)
+    tokenizer = load_tokenizer(model_dir)
+    lengths = content_lengths(kept, tokenizer)
+    # Content tokens only; each distinct (prompt, tokens) is computed once.
+    keys = [
+        (p, tuple(ids[:n]))
+        for p, ids, n in zip(prompts, kept.column("token_ids").to_pylist(), lengths, strict=True)
+    ]
+    distinct = list(dict.fromkeys(keys))
+    model, device = _load(model_dir, config.device, config.dtype)
     # n samples share each prompt: tokenise every distinct prompt once.
     prompt_ids = {p: tokenizer(p)["input_ids"] for p in set(prompts)}
-    sequences = [prompt_ids[p] + list(c) for p, c in zip(prompts, completions, strict=True)]
+    sequences = [prompt_ids[p] + list(c) for p, c in distinct]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     # Longest first, so similar lengths share a batch (less padding, same results).
@@ -149,7 +167,7 @@ def entropy_scores(
         completion = torch.zeros((len(batch), width), dtype=torch.bool)
         for r, i in enumerate(batch):
             # Right padding: pads come after every real token, so causal attention never sees them.
-            n, n_prompt = len(sequences[i]), len(prompt_ids[prompts[i]])
+            n, n_prompt = len(sequences[i]), len(prompt_ids[distinct[i][0]])
             ids[r, :n] = torch.tensor(sequences[i])
             attention[r, :n] = 1
             completion[r, n_prompt:n] = True
@@ -159,9 +177,10 @@ def entropy_scores(
         entropies.update(zip(batch, found, strict=True))
 
     sign = -1.0 if config.direction == "lower_is_better" else 1.0
+    position = {key: i for i, key in enumerate(distinct)}
     rows = []
-    for i, (qid, idx) in enumerate(zip(qids, indices, strict=True)):
-        details = summarize(entropies[i], config.tail_fraction)
+    for qid, idx, key in zip(qids, indices, keys, strict=True):
+        details = summarize(entropies[position[key]], config.tail_fraction)
         rows.append(ScoreRow(qid, idx, SIGNAL, sign * details["mean"], details["mean"], details))
     return scores_table(rows)
 
@@ -179,12 +198,10 @@ def summarize(entropies: torch.Tensor, tail_fraction: float) -> dict[str, float 
     }
 
 
-def _load(
-    model_dir: str, device: str, dtype: str
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, torch.device]:
-    """Model (eval mode, on its device), tokenizer and device."""
+def _load(model_dir: str, device: str, dtype: str) -> tuple[PreTrainedModel, torch.device]:
+    """Model (eval mode, on its device) and device."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     where = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,6 +210,5 @@ def _load(
     )
     # "auto" keeps the checkpoint's own dtype; EntropyConfig has checked any other name.
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(where).eval()
-    return model, tokenizer, where
+    return model, where

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError
+from satk8s.signals.controls import LengthConfig, LogprobConfig, length_scores, logprob_scores
 from satk8s.signals.entropy import EntropyConfig, entropy_scores
 from satk8s.signals.external_judge import ExternalJudgeConfig, external_judge_scores
 from satk8s.signals.random_control import random_scores
@@ -19,7 +20,9 @@ from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
 from satk8s.store.stage_model import resolve_model
 
-SIGNALS = ("entropy", "self_judge", "external_judge", "random")
+SIGNALS = ("entropy", "self_judge", "external_judge", "random", "length", "logprob")
+# Signals that read the policy (its weights, or for length and logprob its tokenizer only).
+POLICY_SIGNALS = ("entropy", "self_judge", "length", "logprob")
 # The judge health a judged signal's summary carries (see `pair_diagnostics`).
 JUDGE_HEALTH = (
     "mean_label_mass",
@@ -34,9 +37,11 @@ JUDGE_HEALTH = (
 @dataclass(frozen=True)
 class SignalConfig:
     signal: str = "entropy"
-    """Which signal: `entropy`, `self_judge`, `external_judge` or `random`."""
+    """Which signal: `entropy`, `self_judge`, `external_judge`, or a control: `random`,
+    `length` (content tokens), `logprob` (mean sampled-token log-probability)."""
     model: str = ""
-    """The policy model (entropy, self_judge): the model that generated the samples."""
+    """The policy model (entropy, self_judge; its tokenizer for length and logprob): the model
+    that generated the samples."""
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     """Settings of the entropy signal."""
     self_judge: SelfJudgeConfig = field(default_factory=SelfJudgeConfig)
@@ -45,13 +50,17 @@ class SignalConfig:
     """Settings of the external judge (kind, model or endpoint, template)."""
     random_seed: int = 0
     """Seed of the random control."""
+    length: LengthConfig = field(default_factory=LengthConfig)
+    """Settings of the length control (direction)."""
+    logprob: LogprobConfig = field(default_factory=LogprobConfig)
+    """Settings of the logprob control (direction)."""
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
             raise ConfigError(
                 "signal", f"unknown signal '{self.signal}'; choose one of: {', '.join(SIGNALS)}"
             )
-        if self.signal in ("entropy", "self_judge") and not self.model:
+        if self.signal in POLICY_SIGNALS and not self.model:
             raise ConfigError("model", f"signal '{self.signal}' needs the policy model")
 
 
@@ -62,6 +71,10 @@ def _compute(
         return random_scores(kept, config.random_seed), None, {}
     if config.signal == "entropy":
         return entropy_scores(kept, model, config.entropy), None, {}
+    if config.signal == "length":
+        return length_scores(kept, model, config.length), None, {}
+    if config.signal == "logprob":
+        return logprob_scores(kept, model, config.logprob), None, {}
     if config.signal == "self_judge":
         return self_judge_scores(kept, model, config.self_judge)
     return external_judge_scores(kept, config.external_judge)
@@ -74,7 +87,7 @@ def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dic
         return cached
     started = time.time()
     table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
-    if config.signal in ("entropy", "self_judge"):
+    if config.signal in POLICY_SIGNALS:
         check_model_reference(config.model)
     # A hub id, a local directory, or a store prefix (fetched and verified once).
     model = resolve_model(config.model) if config.model else ""
