@@ -159,6 +159,8 @@ def test_model_taking_nodes_read_the_tiny_output(smoke: Plan) -> None:
         "generate",
         "signal-entropy",
         "signal-self_judge",
+        "signal-length",  # the tokenizer only
+        "signal-logprob",
         "evaluate-base",
         *(f"train-{c}-s0" for c in SMOKE_CELLS),
     ]
@@ -184,7 +186,7 @@ def test_arith_three_seeds_shares_upstream_work(arith: Plan) -> None:
         "prepare": 1,
         "generate": 1,
         "saturate": 1,
-        "signals": 4,
+        "signals": 6,
         "calibrate": 1,
         "evaluate": 31,
         "build_dataset": 10,
