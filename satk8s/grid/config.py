@@ -228,6 +228,10 @@ class GridConfig:
     signal: SignalSettings = field(default_factory=SignalSettings)
     calibrate: dict[str, Any] = field(default_factory=dict)
     """CalibrateConfig settings."""
+    judge_gate: dict[str, Any] = field(default_factory=dict)
+    """JudgeGate settings (satk8s/signals/gate.py) for every cell trained on a signal: a cell
+    whose judge fails them (defaults: label mass >= 0.5, position bias within [0.35, 0.65])
+    is not trained and is reported as gated. `judge_gate.enabled=false` turns it off."""
     algorithm: dict[str, AlgorithmSettings] = field(default_factory=dict)
     """Per-algorithm dataset and trainer settings, by algorithm name."""
     train: dict[str, Any] = field(default_factory=dict)

@@ -353,6 +353,11 @@ def _build(
                 [
                     ("", f"algorithm.{algorithm}.build", build),
                     ("algorithm", "algorithms", algorithm),
+                    *(
+                        [("judge_gate", "judge_gate", grid.judge_gate)]
+                        if signal != NO_SIGNAL
+                        else []
+                    ),
                 ],
             ),
             {

@@ -11,7 +11,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
-from satk8s.evaluation.evaluate import EvalConfig, evaluate_model
+from satk8s.evaluation.evaluate import PER_QUESTION_SCHEMA, EvalConfig, evaluate_model
+from satk8s.signals.gate import GATED_FILE
 from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import (
     commit,
@@ -61,24 +62,37 @@ def evaluate(
     questions: str, out: str, config: EvaluateStepConfig, model: str = "", force: bool = False
 ) -> dict[str, Any]:
     """`model` is a train step's output (its `model/` is evaluated); without it, `config.model`.
-    Writes `per_question.parquet` and `summary.json`."""
+    Writes `per_question.parquet` and `summary.json`. A gated cell (the train output holds
+    `gated.json`) is not evaluated: its summary says gated, with the reasons."""
     if not force and (cached := finished_summary(out)):
         return cached
     started = time.time()
+    labels = {"algorithm": config.algorithm, "signal": config.signal, "seed": config.seed}
+    inputs = {"questions": questions, "model": model}
+    trained = input_path(model, "model", "step") if model else None
+    if trained is not None and (trained / GATED_FILE).is_file():
+        gate = json.loads((trained / GATED_FILE).read_text())
+        root = open_output(out, force)
+        pq.write_table(PER_QUESTION_SCHEMA.empty_table(), root / "per_question.parquet")
+        summary = {**labels, "gated": gate, "eval_sets": {}}
+        (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        (root / GATED_FILE).write_text(json.dumps(gate, indent=2))
+        return commit(root, "evaluate", config, inputs, {**labels, "gated": True}, started)
     sets = _eval_sets(questions, config.splits)
-    if model:
-        model_dir = str(input_path(model, "model", "step") / "model")
+    if trained is not None:
+        model_dir = str(trained / "model")
     elif config.model:
         check_model_reference(config.model)
         model_dir = resolve_model(config.model)
     else:
         raise ConfigError("model", "give a trained-model input or config.model")
     per_question, summary = evaluate_model(model_dir, sets, config.eval)
-    summary.update(algorithm=config.algorithm, signal=config.signal, seed=config.seed)
+    summary.update(labels)
+    if model:
+        summary["training_set"] = (finished_summary(model) or {}).get("training_set")
     root = open_output(out, force)
     pq.write_table(per_question, root / "per_question.parquet")
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    inputs = {"questions": questions, "model": model}
     return commit(root, "evaluate", config, inputs, summary, started)
 
 
@@ -92,4 +106,5 @@ def load_evaluation(location: str) -> dict[str, Any]:
         "seed": summary["seed"],
         "summary": summary,
         "per_question": str(Path(root) / "per_question.parquet"),
+        "gated": summary.get("gated"),
     }

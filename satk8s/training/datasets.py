@@ -30,13 +30,14 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from satk8s.errors import ConfigError, DataError
+from satk8s.signals.gate import JudgeGate
 from satk8s.signals.schema import snap_ties
 
 ALGORITHMS = ("sft", "best_of_n", "weighted_sft", "dpo")
@@ -101,7 +102,14 @@ class BuildConfig:
     plain-text completion at tokenization, which is what True means. They offer no way to turn
     this off, so False is rejected rather than silently ignored."""
 
+    judge_gate: JudgeGate = field(default_factory=JudgeGate)
+    """When a judged signal may train this cell (label mass, position bias, ...): a set built
+    on a judge that fails it is not built, and the cell is reported as gated (the
+    `build_dataset` step; `satk8s.signals.gate`)."""
+
     def __post_init__(self) -> None:
+        if isinstance(self.judge_gate, dict):  # a plain dict from JSON or a test
+            object.__setattr__(self, "judge_gate", JudgeGate(**self.judge_gate))
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(
                 "algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}"
