@@ -149,9 +149,9 @@ def test_majority_vote_ignores_missing_answers_and_breaks_ties_by_first_appearan
     assert majority_answer(["3", "4", "4", "3"], k=1) == "3"
     assert majority_answer([None, None], k=2) is None
     assert majority_answer(["5", "18.00", "18"], k=3) == "18.00"  # votes by value
-    assert maj_at_k(["5", "18.00", "18"], "18", k=3) is True
-    assert maj_at_k(["5", "5", "18"], "18", k=3) is False
-    assert maj_at_k([None], "18", k=1) is False
+    assert maj_at_k(["5", "18.00", "18"], "18", k=3) == 1.0
+    assert maj_at_k(["5", "5", "18"], "18", k=3) == 0.0
+    assert maj_at_k([None], "18", k=1) == 0.0
 
 
 def test_bootstrap_ci_is_seeded_and_collapses_on_constant_values():
@@ -242,3 +242,97 @@ def test_greedy_eval_runs_through_the_hf_backend_on_a_tiny_random_model(tmp_path
     assert table.column("prompt").to_pylist() == prompts
     assert summary["model"] == str(tmp_path)
     assert 0.0 <= summary["eval_sets"]["arith"]["accuracy"]["mean"] <= 1.0
+
+
+# maj@k over all n samples: the mean over size-k subsets, not the first k.
+
+
+def _maj_reference(answers, gold, k):
+    """Brute force, independent of satk8s: every size-k subset, a vote by canonical value
+    (missing answers do not vote), a tie split evenly among the tied answers."""
+    import itertools
+    from collections import Counter
+    from fractions import Fraction
+
+    def value(a):
+        return None if a is None else Fraction(a)
+
+    total, count = 0.0, 0
+    for subset in itertools.combinations(range(len(answers)), k):
+        votes = Counter(value(answers[i]) for i in subset if answers[i] is not None)
+        count += 1
+        if not votes:
+            continue
+        top = max(votes.values())
+        winners = [v for v, c in votes.items() if c == top]
+        total += sum(v == Fraction(gold) for v in winners) / len(winners)
+    return total / count
+
+
+def test_maj_at_k_averages_over_every_size_k_subset_of_all_samples():
+    # The first 3 samples are wrong; the other 5 right: maj@3 over the first 3 would be 0.
+    answers = ["7", "7", "1", "2", "2", "2", "2", "2"]
+    exact = _maj_reference(answers, "2", 3)
+    assert maj_at_k(answers, "2", 3, max_subsets=10_000) == pytest.approx(exact, abs=1e-12)
+    assert 0.6 < exact < 0.9
+    with_ties = ["3", "4", "4", "3", None, "3"]
+    for k in (1, 2, 4, 6):
+        assert maj_at_k(with_ties, "3", k, max_subsets=10_000) == pytest.approx(
+            _maj_reference(with_ties, "3", k), abs=1e-12
+        )
+
+
+def test_maj_at_k_samples_seeded_subsets_when_there_are_too_many():
+    answers = ["2", "7", None, "2", "7", "7", "2", "2", "5", "2", "7", "2", "2", "1", "7", "2"]
+    exact = _maj_reference(answers, "2", 4)  # C(16, 4) = 1820 subsets
+    drawn = maj_at_k(answers, "2", 4, seed=3, max_subsets=500)
+    assert drawn == maj_at_k(answers, "2", 4, seed=3, max_subsets=500)
+    assert drawn != maj_at_k(answers, "2", 4, seed=4, max_subsets=500)
+    assert drawn == pytest.approx(exact, abs=0.05)
+
+
+# Multiplicity and several seeds.
+
+
+def test_holm_adjustment_matches_a_hand_worked_example():
+    from satk8s.evaluation.metrics import holm_adjust
+
+    # Sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06,
+    # adjusted p-values never decrease along the sorted order).
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjust([]) == []
+    assert holm_adjust([0.02, None, 0.04]) == pytest.approx([0.04, None, 0.04])
+
+
+def test_paired_bootstrap_gives_a_two_sided_p_value():
+    run_a = {f"q{i}": 1.0 for i in range(20)}
+    run_b = {f"q{i}": 0.0 if i < 12 else 1.0 for i in range(20)}
+    diff = paired_bootstrap_diff(run_a, run_b, n_boot=400)
+    assert diff.p_two_sided == 0.0
+    same = paired_bootstrap_diff(run_a, run_a, n_boot=50)
+    assert same.p_two_sided == 1.0
+
+
+def test_hierarchical_bootstrap_resamples_seeds_and_questions():
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    from satk8s.evaluation.metrics import hierarchical_bootstrap_diff
+
+    questions = [f"q{i}" for i in range(40)]
+    rng = np.random.default_rng(0)
+    # Seeds differ a lot; questions within a seed not at all: the CI is the seeds' CI.
+    offsets = [0.1, 0.5, 0.2, 0.6, 0.3]
+    a = {s: {q: offsets[s] for q in questions} for s in range(5)}
+    b = {q: 0.0 for q in questions}
+    diff = hierarchical_bootstrap_diff(a, {s: b for s in range(5)}, n_boot=4000, seed=1)
+    assert diff.diff == pytest.approx(np.mean(offsets))
+    reference = bootstrap(
+        (np.asarray(offsets),), np.mean, n_resamples=4000, method="percentile", random_state=rng
+    ).confidence_interval
+    assert diff.lo == pytest.approx(reference.low, abs=0.03)
+    assert diff.hi == pytest.approx(reference.high, abs=0.03)
+    # With one seed it is the question bootstrap.
+    one = hierarchical_bootstrap_diff({0: a[0]}, {0: b}, n_boot=100)
+    assert (one.lo, one.hi) == (offsets[0], offsets[0])

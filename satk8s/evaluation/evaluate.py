@@ -37,6 +37,7 @@ from satk8s.evaluation.metrics import (
     pass_at_k,
 )
 from satk8s.generation import GenerationBackend, Sample, SamplingConfig, load_backend
+from satk8s.generation.base import stable_seed
 from satk8s.tasks.answers import (
     answers_match,
     extract_answer,
@@ -93,6 +94,9 @@ class EvalConfig:
     """Samples per question drawn at `temperature` for pass@k / maj@k; at least max(pass_k)."""
     temperature: float = 1.0
     """Sampling temperature of the pass@k / maj@k samples (> 0; greedy accuracy ignores it)."""
+    maj_subsets: int = 200
+    """maj@k is the mean over size-k subsets of the samples: all of them when there are at most
+    this many, otherwise this many drawn at random (seeded per question)."""
     limit: int | None = None
     """Evaluate only the first N questions of every eval set; None = all of them."""
 
@@ -108,6 +112,7 @@ class EvalConfig:
             "max_new_tokens",
             "n_boot",
             "samples_for_k",
+            "maj_subsets",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -170,7 +175,8 @@ def compare_runs(
 ) -> dict[str, dict[str, float]]:
     """Paired bootstrap of accuracy(a) - accuracy(b) per eval set, over the same questions.
 
-    Returns {eval_set: {"diff", "lo", "hi", "p_le_zero", "n_questions"}} (differences as
+    Returns {eval_set: {"diff", "lo", "hi", "p_le_zero", "p_two_sided", "n_questions"}}
+    (differences as
     fractions, not percent; `p_le_zero` as in `paired_bootstrap_diff`). Both tables must
     cover the same eval sets and, within each, the same question ids.
     """
@@ -253,8 +259,20 @@ def _summarise(rows: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]
             str(k): ci([pass_at_k(r["n_samples"], r["n_correct"], k) for r in rows])
             for k in config.pass_k
         }
+        # Size-k subsets of all n samples, seeded per question (the same in every process).
         summary["maj_at_k"] = {
-            str(k): ci([float(maj_at_k(r["sampled_answers"], r["gold"], k)) for r in rows])
+            str(k): ci(
+                [
+                    maj_at_k(
+                        r["sampled_answers"],
+                        r["gold"],
+                        k,
+                        seed=stable_seed(config.seed, r["question_id"], k),
+                        max_subsets=config.maj_subsets,
+                    )
+                    for r in rows
+                ]
+            )
             for k in config.pass_k
         }
     return summary
