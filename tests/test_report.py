@@ -166,7 +166,9 @@ def test_report_json_holds_every_number(grid, report):
             assert (
                 row["eval_sets"][name]["accuracy"] == cell["summary"]["eval_sets"][name]["accuracy"]
             )
-            assert row["eval_sets"][name]["delta_base"] == vs_base[name]
+            delta = dict(row["eval_sets"][name]["delta_base"])
+            assert delta.pop("p_holm") >= delta["p_two_sided"]
+            assert delta == vs_base[name]
             if cell["algorithm"] == "sft":
                 assert row["eval_sets"][name]["delta_sft"] is None
             else:
@@ -200,6 +202,106 @@ def test_figures_are_non_empty_png_files(report):
     for name in FIGURES.values():
         data = (out / name).read_bytes()
         assert len(data) > 1000 and data.startswith(PNG_MAGIC), name
+
+
+def test_every_delta_carries_a_holm_adjusted_p_value_over_the_whole_table(report):
+    paths, _ = report
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    deltas = [
+        cell[key]
+        for row in data["rows"]
+        for cell in row["eval_sets"].values()
+        for key in ("delta_base", "delta_sft")
+        if cell[key] is not None
+    ]
+    # Recomputed by hand: sort, multiply the i-th smallest by m - i, running max, cap at 1.
+    m = len(deltas)
+    assert data["multiplicity"]["comparisons"] == m == 2 * (1 + 2 * 8)
+    order = sorted(range(m), key=lambda k: deltas[k]["p_two_sided"])
+    running, expected = 0.0, [0.0] * m
+    for rank, k in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * deltas[k]["p_two_sided"]))
+        expected[k] = running
+    assert [d["p_holm"] for d in deltas] == pytest.approx(expected)
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert f"Holm-adjusted across the {m} Δs" in markdown
+    assert " p_H " in md_row(markdown, "sft")
+
+
+def test_a_gated_cell_is_shown_with_its_reasons_and_no_numbers(grid, tmp_path):
+    base, cells = grid
+    gate = {"passed": False, "reasons": ["label mass 4e-05 < 0.5"], "judged": True}
+    gated = {
+        "algorithm": "dpo",
+        "signal": "self_judge",
+        "seed": 0,
+        "gated": gate,
+        "summary": {"eval_sets": {}},
+        "per_question": None,
+    }
+    paths = build_report([cells[0], cells[1], gated], base, None, None, None, tmp_path)
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert "gated: label mass 4e-05 < 0.5" in md_row(markdown, "dpo / self_judge")
+    assert "- dpo / self_judge: label mass 4e-05 < 0.5" in markdown
+    row = next(
+        r
+        for r in json.loads(Path(paths["json"]).read_text())["rows"]
+        if r["label"] == "dpo / self_judge"
+    )
+    assert row["gated"] == gate and row["eval_sets"] == {}
+    assert "gated: label mass" in Path(paths["html"]).read_text(encoding="utf-8")
+
+
+def test_training_sets_show_their_weight_spread(grid, tmp_path):
+    base, cells = grid
+    spread = {
+        "rows": 40,
+        "min": 0.2,
+        "max": 1.9,
+        "max_over_min": 9.5,
+        "ess": 28.0,
+        "ess_fraction": 0.7,
+    }
+    weighted = {
+        **cells[2],
+        "summary": {**cells[2]["summary"], "training_set": {"rows": 40, "weights": spread}},
+    }
+    paths = build_report([cells[0], weighted], base, None, None, None, tmp_path)
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert f"| {label(weighted)} | 40 | 9.50 | 28.0 (70%) |" in markdown
+
+
+def test_several_seeds_get_a_mean_row_with_intervals_over_seeds_and_questions(grid, tmp_path):
+    from satk8s.evaluation import hierarchical_bootstrap_diff
+
+    base, cells = grid
+    sft, cell = cells[0], cells[1]
+    seeds = [
+        {**sft, "seed": 1, **synthetic_run("sft1", 0.6, 301)},
+        {**cell, "seed": 1, **synthetic_run("c1", 0.7, 302)},
+    ]
+    paths = build_report([sft, cell, *seeds], base, None, None, None, tmp_path)
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    row = next(r for r in data["rows"] if r["label"] == f"{label(cell)} (2 seeds)")
+    assert row["seed"] == [0, 1]
+
+    def correct(run):
+        return {
+            r["question_id"]: float(r["correct"])
+            for r in run["per_question"].to_pylist()
+            if r["eval_set"] == "gsm8k"
+        }
+
+    a = {0: correct(cell), 1: correct(seeds[1])}
+    b = {0: correct(sft), 1: correct(seeds[0])}
+    expected = hierarchical_bootstrap_diff(a, b, N_BOOT, 0)
+    got = row["eval_sets"]["gsm8k"]["delta_sft"]
+    assert (got["diff"], got["lo"], got["hi"]) == (expected.diff, expected.lo, expected.hi)
+    assert got["diff"] == pytest.approx(
+        sum(a[s][q] - b[s][q] for s in a for q in a[s]) / (2 * len(a[0]))
+    )
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert "## Per seed" in markdown and "seeds x questions" in markdown
 
 
 def test_several_seeds_get_their_own_rows_and_a_missing_sft_seed_shows_na(grid, tmp_path):

@@ -29,10 +29,15 @@ Inputs of `build_report`:
 - `calibration_markdown`: the calibrate step's own table; used verbatim in report.md instead
   of the one rendered here from the summary.
 
-The table has one row per base model and per cell (algorithm / signal, with the seed added to
-the label when the grid has more than one seed), one column per eval set. A table cell shows
-accuracy in % ± half the width of its 95% bootstrap CI, then Δ vs base and Δ vs SFT in
-percentage points with their 95% paired-bootstrap CIs over the same questions.
+The table has one row per base model and per cell (algorithm / signal), one column per eval
+set. A table cell shows accuracy in % ± half the width of its 95% bootstrap CI, then Δ vs base
+and Δ vs SFT in percentage points with their 95% paired-bootstrap CIs over the same questions
+and `p_H`, the two-sided bootstrap p-value Holm-adjusted across every Δ of the table (the
+report's family of comparisons). With several training seeds, a row is the mean over seeds
+and its intervals come from a bootstrap over seeds x questions; the per-seed rows follow in
+their own table (not part of the family). A cell whose judge failed the health gate (its
+summary's "gated") is shown as gated, with the reasons, and has no numbers. Each trained
+cell's training-set weight spread (max/min weight, effective sample size) is listed.
 """
 
 from __future__ import annotations
@@ -49,7 +54,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from satk8s.errors import DataError
-from satk8s.evaluation import compare_runs
+from satk8s.evaluation import (
+    compare_runs,
+    hierarchical_bootstrap_diff,
+    holm_adjust,
+)
 from satk8s.report.plots import accuracy_plot, calibration_plot, saturation_plot
 
 FIGURES = {
@@ -76,14 +85,21 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     eval_sets = list(_eval_sets(base, "base"))
-    rows = _rows(cells, base, eval_sets)
+    trained = [c for c in cells if not c.get("gated")]
+    gated = [c for c in cells if c.get("gated")]
+    seed_rows = _rows(trained, base, eval_sets)
+    several_seeds = len({c["seed"] for c in cells}) > 1
+    rows = _seed_means(trained, base, eval_sets) if several_seeds else seed_rows
+    rows += [_gated_row(c, several_seeds) for c in gated]
+    _holm(rows)
     calibration = _calibration(calibration_summary)
 
+    plotted = [r for r in rows if not r.get("gated")]
     figures = {
         "accuracy": accuracy_plot(
-            [r["label"] for r in rows],
+            [r["label"] for r in plotted],
             eval_sets,
-            {e: [_triple(r["eval_sets"][e]["accuracy"]) for r in rows] for e in eval_sets},
+            {e: [_triple(r["eval_sets"][e]["accuracy"]) for r in plotted] for e in eval_sets},
             out_dir / FIGURES["accuracy"],
         )
     }
@@ -110,6 +126,7 @@ def build_report(
             (out_dir / filename).unlink(missing_ok=True)
 
     table_md = _table_markdown(rows, eval_sets)
+    seed_md = _table_markdown(seed_rows[1:], eval_sets) if several_seeds else None
     paths = {
         "markdown": out_dir / "report.md",
         "html": out_dir / "report.html",
@@ -118,6 +135,7 @@ def build_report(
     paths["markdown"].write_text(
         _markdown(
             table_md,
+            seed_md,
             rows,
             eval_sets,
             saturation_summary,
@@ -139,7 +157,13 @@ def build_report(
             {
                 "eval_sets": eval_sets,
                 "bootstrap": base["summary"].get("bootstrap", {}),
+                "multiplicity": {
+                    "method": "holm",
+                    "comparisons": _family_size(rows),
+                    "p_value": "two-sided paired bootstrap, Holm-adjusted across the table",
+                },
                 "rows": rows,
+                "seed_rows": seed_rows if several_seeds else None,
                 "saturation": saturation_summary,
                 "calibration": calibration_summary,
                 "figures": {name: p.name for name, p in figures.items()},
@@ -229,6 +253,8 @@ def _row(
         "signal": signal,
         "seed": seed,
         "model": run["summary"].get("model"),
+        "gated": None,
+        "training_set": run["summary"].get("training_set"),
         "eval_sets": {
             e: {
                 "accuracy": summary[e]["accuracy"],
@@ -239,6 +265,121 @@ def _row(
             for e in eval_sets
         },
     }
+
+
+def _gated_row(cell: Mapping[str, Any], several_seeds: bool) -> dict[str, Any]:
+    """A cell whose judge failed the health gate: its reasons, no numbers."""
+    label = _label(cell, several_seeds=False)
+    if several_seeds:
+        label = f"{label} (seed {cell['seed']})"
+    return {
+        "label": label,
+        "algorithm": cell["algorithm"],
+        "signal": cell["signal"],
+        "seed": cell["seed"],
+        "model": None,
+        "gated": cell["gated"],
+        "training_set": None,
+        "eval_sets": {},
+    }
+
+
+def _seed_means(
+    cells: Sequence[Mapping[str, Any]], base: Mapping[str, Any], eval_sets: list[str]
+) -> list[dict[str, Any]]:
+    """One row per (algorithm, signal) over its seeds: the mean accuracy and the Δs with
+    intervals from a bootstrap over seeds x questions (`hierarchical_bootstrap_diff`)."""
+    boot = base["summary"].get("bootstrap", {})
+    n_boot, seed = int(boot.get("n_boot", 1000)), int(boot.get("seed", 0))
+    base_correct = _correct(_per_question(base, "base"))
+    groups: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault((cell["algorithm"], cell["signal"]), {})[cell["seed"]] = cell
+    order = sorted(groups, key=lambda k: (k[0] != "sft",))
+    sft = {
+        s: _correct(_per_question(c, f"sft seed {s}"))
+        for s, c in groups.get(("sft", "none"), {}).items()
+    }
+    rows = [_row("base", None, None, None, base, eval_sets, {}, {})]
+    for algorithm, signal in order:
+        runs = groups[(algorithm, signal)]
+        correct = {
+            s: _correct(_per_question(c, f"{algorithm} / {signal} seed {s}"))
+            for s, c in runs.items()
+        }
+        label = "sft" if algorithm == "sft" else f"{algorithm} / {signal}"
+        label += f" ({len(runs)} seeds)"
+        per_set: dict[str, Any] = {}
+        for e in eval_sets:
+            a = {s: c[e] for s, c in correct.items()}
+            zero = {s: dict.fromkeys(c[e], 0.0) for s, c in correct.items()}
+            acc = hierarchical_bootstrap_diff(a, zero, n_boot, seed, what=label)
+            vs_base = hierarchical_bootstrap_diff(
+                a, {s: base_correct[e] for s in a}, n_boot, seed, what=label
+            )
+            vs_sft = None
+            if algorithm != "sft" and set(a) <= set(sft):
+                vs_sft = hierarchical_bootstrap_diff(
+                    a, {s: sft[s][e] for s in a}, n_boot, seed, what=label
+                )
+            n = len(next(iter(a.values())))
+            per_set[e] = {
+                "accuracy": {"mean": acc.diff, "lo": acc.lo, "hi": acc.hi},
+                "delta_base": {**vs_base._asdict(), "n_questions": n},
+                "delta_sft": None if vs_sft is None else {**vs_sft._asdict(), "n_questions": n},
+                "more": {},
+            }
+        first = next(iter(runs.values()))
+        rows.append(
+            {
+                "label": label,
+                "algorithm": algorithm,
+                "signal": signal,
+                "seed": sorted(runs),
+                "model": None,
+                "gated": None,
+                "training_set": first["summary"].get("training_set"),
+                "eval_sets": per_set,
+            }
+        )
+    return rows
+
+
+def _correct(table: pa.Table) -> dict[str, dict[str, float]]:
+    """{eval_set: {question_id: 1.0 or 0.0}}."""
+    out: dict[str, dict[str, float]] = {}
+    for name, qid, ok in zip(
+        table.column("eval_set").to_pylist(),
+        table.column("question_id").to_pylist(),
+        table.column("correct").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault(name, {})[qid] = float(bool(ok))
+    return out
+
+
+def _deltas(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every Δ of the table, in row and eval-set order: the report's family of comparisons."""
+    found = []
+    for row in rows:
+        for cell in row["eval_sets"].values():
+            for key in ("delta_base", "delta_sft"):
+                if cell.get(key) is not None:
+                    found.append(cell[key])
+    return found
+
+
+def _family_size(rows: Sequence[Mapping[str, Any]]) -> int:
+    return len(_deltas(rows))
+
+
+def _holm(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add `p_holm` to every Δ of the table: its two-sided p-value, Holm-adjusted across all."""
+    deltas = _deltas(rows)
+    for delta, adjusted in zip(
+        deltas, holm_adjust([d.get("p_two_sided") for d in deltas]), strict=True
+    ):
+        delta["p_holm"] = adjusted
 
 
 def _label(cell: Mapping[str, Any], several_seeds: bool) -> str:
@@ -293,7 +434,7 @@ def _interval(value: Any) -> Any:
     """{"mean", "lo", "hi"} from an interval-like dict; other values pass through."""
     if isinstance(value, Mapping) and {"lo", "hi"} <= set(value):
         mean = value.get("mean", value.get("value"))
-        if mean is not None:
+        if mean is not None and value["lo"] is not None and value["hi"] is not None:
             return {"mean": float(mean), "lo": float(value["lo"]), "hi": float(value["hi"])}
     return value
 
@@ -329,10 +470,19 @@ def _accuracy_text(acc: Mapping[str, float]) -> str:
 def _delta_text(name: str, d: Mapping[str, float] | None) -> str:
     if d is None:
         return f"Δ{name} n/a"
-    return f"Δ{name} {_delta(d['diff'])} [{_delta(d['lo'])}, {_delta(d['hi'])}]"
+    text = f"Δ{name} {_delta(d['diff'])} [{_delta(d['lo'])}, {_delta(d['hi'])}]"
+    if d.get("p_holm") is not None:
+        text += f" p_H {d['p_holm']:.2f}"
+    return text
+
+
+def _gate_text(gated: Mapping[str, Any]) -> str:
+    return "gated: " + "; ".join(gated.get("reasons") or ["judge health gate"])
 
 
 def _cell_lines(row: Mapping[str, Any], eval_set: str) -> list[str]:
+    if row.get("gated"):
+        return [_gate_text(row["gated"])]
     cell = row["eval_sets"][eval_set]
     lines = [_accuracy_text(cell["accuracy"])]
     if row["algorithm"] is not None:  # not the base row
@@ -355,6 +505,8 @@ def _more_metrics(rows: list[dict], eval_sets: list[str]) -> list[tuple[str, str
     """(row, eval set, metric, "value [lo, hi]") for every metric beyond greedy accuracy."""
     out = []
     for row in rows:
+        if row.get("gated"):
+            continue
         for e in eval_sets:
             for metric, value in row["eval_sets"][e]["more"].items():
                 if metric in ("pass_at_k", "maj_at_k"):
@@ -407,18 +559,46 @@ def _calibration_rows(calibration: Mapping[str, Any]) -> tuple[list[str], list[l
     return header, body
 
 
-def _method_note(base: Mapping[str, Any]) -> str:
+def _method_note(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     boot = base["summary"].get("bootstrap", {})
+    several = any(isinstance(r.get("seed"), list) for r in rows)
     return (
         f"Accuracy: greedy decoding, % of questions, ± half the width of the 95% percentile "
         f"bootstrap CI over questions ({boot.get('n_boot', 1000)} resamples, seed "
         f"{boot.get('seed', 0)}). Δ: percentage points vs the base model and vs the SFT "
-        "baseline of the same seed, with 95% paired-bootstrap CIs over the same questions."
+        "baseline of the same seed, with 95% paired-bootstrap CIs over the same questions"
+        + (
+            "; rows over several training seeds: mean over seeds, CIs from a bootstrap over "
+            "seeds x questions"
+            if several
+            else ""
+        )
+        + f". p_H: two-sided bootstrap p-value of Δ = 0, Holm-adjusted across the "
+        f"{_family_size(rows)} Δs of this table (family-wise error 5%: p_H < 0.05 is a "
+        "difference that survives the multiplicity; the unadjusted 95% CIs do not)."
     )
+
+
+def _training_set_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """(cell, rows, max/min weight, effective sample size) of every trained cell's set."""
+    body = []
+    for row in rows:
+        info = row.get("training_set") or {}
+        weights = info.get("weights")
+        if row["algorithm"] is None or row.get("gated"):
+            continue
+        if weights:
+            spread = f"{weights['max_over_min']:.2f}"
+            ess = f"{weights['ess']:.1f} ({100 * weights['ess_fraction']:.0f}%)"
+        else:
+            spread = ess = "—"  # DPO pairs carry no weights
+        body.append([row["label"], str(info.get("rows", "—")), spread, ess])
+    return body
 
 
 def _markdown(
     table_md: str,
+    seed_md: str | None,
     rows: list[dict],
     eval_sets: list[str],
     saturation: Mapping[str, Any] | None,
@@ -430,13 +610,36 @@ def _markdown(
     parts = [
         "# Learning from saturated data: results",
         "",
-        _method_note(base),
+        _method_note(base, rows),
         "",
         table_md,
         "",
         f"![accuracy]({figures['accuracy'].name})",
         "",
     ]
+    if seed_md:
+        parts += ["## Per seed", "", "Not part of the Holm family.", "", seed_md, ""]
+    gated = [r for r in rows if r.get("gated")]
+    if gated:
+        parts += [
+            "## Gated cells",
+            "",
+            "Not trained: the judge behind the signal failed the health gate.",
+            "",
+            *(f"- {r['label']}: {'; '.join(r['gated'].get('reasons') or [])}" for r in gated),
+            "",
+        ]
+    sets = _training_set_rows(rows)
+    if sets:
+        parts += [
+            "## Training sets",
+            "",
+            "Weight spread: max/min weight and Kish's effective sample size (share of rows); "
+            "plain SFT has 1.00 and 100%.",
+            "",
+            _md_table(["cell", "rows", "max/min weight", "effective sample size"], sets),
+            "",
+        ]
     more = _more_metrics(rows, eval_sets)
     if more:
         parts += [
@@ -510,13 +713,22 @@ def _html(
         return first + "".join(f'<br><span class="delta">{d}</span>' for d in deltas)
 
     body = [
-        f"<h1>Learning from saturated data: results</h1><p>{esc(_method_note(base))}</p>",
+        f"<h1>Learning from saturated data: results</h1><p>{esc(_method_note(base, rows))}</p>",
         _html_table(
             ["model", *map(esc, eval_sets)],
             [[esc(r["label"]), *(cell(r, e) for e in eval_sets)] for r in rows],
         ),
         _img(figures["accuracy"], "accuracy"),
     ]
+    sets = _training_set_rows(rows)
+    if sets:
+        body += [
+            "<h2>Training sets</h2>",
+            _html_table(
+                ["cell", "rows", "max/min weight", "effective sample size"],
+                [[esc(c) for c in r] for r in sets],
+            ),
+        ]
     more = _more_metrics(rows, eval_sets)
     if more:
         body += [
