@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.evaluation.evaluate import PER_QUESTION_SCHEMA, EvalConfig, evaluate_model
+from satk8s.generation.context import check_context_window
 from satk8s.signals.gate import GATED_FILE
 from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import (
@@ -86,6 +87,17 @@ def evaluate(
         model_dir = resolve_model(config.model)
     else:
         raise ConfigError("model", "give a trained-model input or config.model")
+    # Before the model is loaded: every prompt must leave room for max_new_tokens.
+    check_context_window(
+        model_dir,
+        [
+            (q.id, p)
+            for qs, ps in sets.values()
+            for q, p in list(zip(qs, ps, strict=True))[: config.eval.limit]
+        ],
+        config.eval.max_new_tokens,
+        "eval.max_new_tokens",
+    )
     per_question, summary = evaluate_model(model_dir, sets, config.eval)
     summary.update(labels)
     if model:

@@ -9,6 +9,7 @@ from typing import Any
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.generation import SamplingConfig, generate_sharded, load_backend
+from satk8s.generation.context import check_context_window
 from satk8s.steps.outputs import commit, commit_partial, finished_summary, input_path, open_output
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
@@ -66,6 +67,13 @@ def generate(
     qs, prompts = read_questions(input_path(questions, "questions", "step"), config.split)
     qs, prompts = qs[: config.limit], prompts[: config.limit]
     model = resolve_model(config.model)  # a hub id, a local directory or an s3:// prefix
+    # Before any output is opened or weights loaded: prompts must leave room to generate.
+    check_context_window(
+        model,
+        [(q.id, p) for q, p in zip(qs, prompts, strict=True)],
+        config.sampling.max_new_tokens,
+        "sampling.max_new_tokens",
+    )
     root = open_output(out, force)  # committed shards come back: the run resumes after them
     options = (
         {"batch_size": config.batch_size}
