@@ -1,15 +1,10 @@
 """`satk8s doctor` against a loopback server that plays the Kubernetes API (the paths the doctor
-reads), KFP's healthz and an S3 endpoint: one healthy namespace, then each failure with its fix."""
+reads), KFP's healthz and an S3 endpoint (`tests/kube_fake.py`): one healthy namespace, then each
+failure with its fix."""
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 import typer
@@ -19,266 +14,8 @@ from typer.testing import CliRunner
 from satk8s.cli.doctor_cmd import doctor
 from satk8s.doctor import DoctorContext, DoctorOptions, Status, format_report, run_doctor
 from satk8s.doctor.launcher import parse_launcher
-
-NS = "team-a"
-BUCKET = "satk8s-runs"
-ACCESS_KEY, SECRET_KEY = "AKIAEXAMPLEEXAMPLE01", "example-secret-access-key"
-
-
-VERSION = {
-    "major": "1",
-    "minor": "34",
-    "gitVersion": "v1.34.2",
-    "gitCommit": "0" * 40,
-    "gitTreeState": "clean",
-    "buildDate": "2025-11-11T00:00:00Z",
-    "goVersion": "go1.24.9",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
-
-def _node(name: str, pool: str, gpus: int, *, allocatable: int | None = None, ready: bool = True):
-    alloc = gpus if allocatable is None else allocatable
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "cloud.google.com/gke-nodepool": pool,
-                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3" if gpus else "",
-            },
-        },
-        "status": {
-            "capacity": {"cpu": "96", "nvidia.com/gpu": str(gpus)} if gpus else {"cpu": "8"},
-            "allocatable": {"cpu": "95", "nvidia.com/gpu": str(alloc)} if gpus else {"cpu": "7"},
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
-
-
-class FakeCluster:
-    """State a test can break: nodes, ConfigMaps, Secrets, KFP health, S3 behaviour."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.nodes = [
-            _node("cpu-1", "default-pool", 0),
-            _node("h100-1", "h100", 8),
-            _node("h100-2", "h100", 8),
-        ]
-        self.nodes_status = 200
-        self.configmaps: dict[str, dict[str, str]] = {}
-        self.secrets: dict[str, dict[str, str]] = {
-            "satk8s-s3": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
-            "satk8s-hub-token": {"HF_TOKEN": "hf_example"},
-        }
-        self.kfp_status = 200
-        self.kfp_body = json.dumps(
-            {"commit_sha": "abc123", "tag_name": "2.5.0", "multi_user": True}
-        )
-        self.s3_put: tuple[int, str] | None = None  # (HTTP status, S3 error code) to fail PUTs
-        self.s3_objects: dict[str, bytes] = {}
-        self.s3_keys_seen: list[str] = []
-        self.requests: list[str] = []
-
-    def healthy_configmaps(self) -> None:
-        providers = {
-            "s3": {
-                "default": {
-                    "endpoint": f"127.0.0.1:{self.port}",
-                    "region": "us-east-1",
-                    "disableSSL": True,
-                    "forcePathStyle": True,
-                    "credentials": {
-                        "fromEnv": False,
-                        "secretRef": {
-                            "secretName": "satk8s-s3",
-                            "accessKeyKey": "AWS_ACCESS_KEY_ID",
-                            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
-                        },
-                    },
-                }
-            }
-        }
-        import yaml
-
-        self.configmaps = {
-            "kfp-launcher": {
-                "defaultPipelineRoot": f"s3://{BUCKET}/kfp",
-                "providers": yaml.safe_dump(providers),
-            },
-            "satk8s-settings": {
-                "pipelineRoot": f"s3://{BUCKET}/kfp",
-                "serviceAccount": "satk8s-runner",
-                "s3Secret": "satk8s-s3",
-                "s3AccessKeyKey": "AWS_ACCESS_KEY_ID",
-                "s3SecretKeyKey": "AWS_SECRET_ACCESS_KEY",
-                "hubTokenSecret": "satk8s-hub-token",
-                "hubTokenKey": "HF_TOKEN",
-                "judgeApiKeySecret": "",
-                "judgeApiKeyKey": "OPENAI_API_KEY",
-                "gpuPools": json.dumps(
-                    [{"name": "h100", "nodeLabels": {"cloud.google.com/gke-nodepool": "h100"}}]
-                ),
-            },
-        }
-
-
-def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 answers boto3's "Expect: 100-continue" at once instead of after its 1 s wait.
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-        def _send(self, status: int, body: object, content_type: str = "application/json"):
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            if isinstance(body, str):
-                data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _not_found(self, kind: str, name: str) -> None:
-            self._send(
-                404,
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "status": "Failure",
-                    "message": f'{kind} "{name}" not found',
-                    "reason": "NotFound",
-                    "code": 404,
-                },
-            )
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                data = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return data
-                    data += self.rfile.read(size)
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def do_GET(self) -> None:
-            path = unquote(urlparse(self.path).path).rstrip("/")
-            cluster.requests.append(f"GET {path}")
-            parts = path.strip("/").split("/")
-            if path == "/version":
-                return self._send(200, VERSION)
-            if path == "/api/v1/nodes":
-                if cluster.nodes_status != 200:
-                    return self._send(
-                        cluster.nodes_status,
-                        {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "status": "Failure",
-                            "reason": "Forbidden",
-                            "code": cluster.nodes_status,
-                            "message": 'nodes is forbidden: User "alice" cannot list resource "nodes"',
-                        },
-                    )
-                return self._send(
-                    200,
-                    {
-                        "kind": "NodeList",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "items": cluster.nodes,
-                    },
-                )
-            if path == "/apis/v2beta1/healthz" or path.endswith(
-                "/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz"
-            ):
-                if cluster.kfp_status != 200 and "/proxy/" in path:
-                    return self._not_found("services", "ml-pipeline")
-                return self._send(cluster.kfp_status, cluster.kfp_body)
-            if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[3] == NS:
-                kind, name = parts[4], parts[5]
-                if kind == "configmaps":
-                    if name not in cluster.configmaps:
-                        return self._not_found(kind, name)
-                    return self._send(
-                        200,
-                        {
-                            "apiVersion": "v1",
-                            "kind": "ConfigMap",
-                            "metadata": {"name": name, "namespace": NS},
-                            "data": cluster.configmaps[name],
-                        },
-                    )
-                if kind == "secrets":
-                    if name not in cluster.secrets:
-                        return self._not_found(kind, name)
-                    data = {k: _b64(v) for k, v in cluster.secrets[name].items()}
-                    return self._send(
-                        200,
-                        {
-                            "apiVersion": "v1",
-                            "kind": "Secret",
-                            "metadata": {"name": name, "namespace": NS},
-                            "type": "Opaque",
-                            "data": data,
-                        },
-                    )
-            return self._not_found("path", path)
-
-        def do_PUT(self) -> None:  # S3 PutObject, path style: /bucket/key
-            path = unquote(urlparse(self.path).path)
-            body = self._body()
-            bucket, _, key = path.lstrip("/").partition("/")
-            cluster.s3_keys_seen.append(key)
-            if cluster.s3_put is not None:
-                status, code = cluster.s3_put
-                xml = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
-                return self._send(status, xml.encode(), "application/xml")
-            if bucket != BUCKET:
-                xml = "<Error><Code>NoSuchBucket</Code><Message>no bucket</Message></Error>"
-                return self._send(404, xml.encode(), "application/xml")
-            cluster.s3_objects[key] = body
-            self.send_response(200)
-            self.send_header("ETag", '"0"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def do_DELETE(self) -> None:
-            path = unquote(urlparse(self.path).path)
-            cluster.s3_objects.pop(path.lstrip("/").partition("/")[2], None)
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    return Handler
-
-
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCluster]:
-    # The S3 client must use the Secret's keys or these, never a developer's real profile.
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "KFP_HOST", "KFP_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    fake = FakeCluster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.port = server.server_address[1]
-    fake.healthy_configmaps()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+from tests.kube_fake import ACCESS_KEY, BUCKET, NS, SECRET_KEY, FakeCluster, kubeconfig
+from tests.kube_fake import node as _node
 
 
 def _context(cluster: FakeCluster, **options) -> DoctorContext:
@@ -306,7 +43,7 @@ def test_healthy_namespace_passes_every_check(cluster):
     }, format_report(results.values())
     assert "2 GPU node(s), 16 GPUs allocatable" in results["gpu-nodes"].message
     assert any("pool h100: 2 node(s), 2 ready, 16" in d for d in results["gpu-nodes"].details)
-    assert "KFP 2.5.0 (multi-user)" in results["kfp-api"].message
+    assert "KFP 2.17.0 (multi-user)" in results["kfp-api"].message
     assert f"s3://{BUCKET}/kfp" in results["kfp-launcher"].message
     assert "Secret satk8s-s3" in results["bucket"].message
     # The probe went under the pipeline root and was cleaned up again.
@@ -532,31 +269,8 @@ def _cli(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
-def _kubeconfig(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "users": [{"name": "alice", "user": {"token": "t0k3n"}}],
-                "contexts": [
-                    {"name": "other", "context": {"cluster": "fake", "user": "alice"}},
-                    {
-                        "name": "fake",
-                        "context": {"cluster": "fake", "user": "alice", "namespace": NS},
-                    },
-                ],
-                "current-context": "other",
-            }
-        )
-    )
-    return path
-
-
 def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
-    config = _kubeconfig(tmp_path, cluster.port)
+    config = kubeconfig(tmp_path, cluster.port)
 
     result = _cli(["--kubeconfig", str(config), "--context", "fake"])
 
@@ -567,7 +281,7 @@ def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
 
 def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
     del cluster.secrets["satk8s-hub-token"]
-    config = _kubeconfig(tmp_path, cluster.port)
+    config = kubeconfig(tmp_path, cluster.port)
 
     result = _cli(["--kubeconfig", str(config), "--context", "fake", "--only", "secrets"])
 
@@ -577,7 +291,7 @@ def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
 
 
 def test_cli_rejects_an_unknown_check(cluster, tmp_path):
-    result = _cli(["--kubeconfig", str(_kubeconfig(tmp_path, cluster.port)), "--only", "gpu"])
+    result = _cli(["--kubeconfig", str(kubeconfig(tmp_path, cluster.port)), "--only", "gpu"])
 
     assert result.exit_code == 2
     assert "unknown check(s) ['gpu']" in result.output
@@ -624,3 +338,15 @@ def test_in_cluster_uses_the_pod_namespace(cluster, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"namespace {NS}" in result.output
     assert "ok    bucket" in result.output
+
+
+def test_the_store_bucket_is_probed_with_the_credentials_pods_get(cluster):
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.OK, result.message
+    assert "s3://acme-satk8s-store/satk8s" in result.message
+    # Written, read back and deleted, signed with the access key of the Secret the pods get.
+    written = [k for k in cluster.s3_keys_seen if k.startswith("satk8s/.satk8s-doctor/")]
+    assert len(written) == 1
+    assert all(ACCESS_KEY in auth for auth in cluster.s3_auth_seen)
+    assert cluster.s3_objects == {}

@@ -578,3 +578,110 @@ def test_schema_accepts_default_and_full_values():
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(chart.merge_values())
         chart.validate_schema(chart.merge_values(FULL_VALUES))
+
+
+# -- Installing next to what KFP owns -----------------------------------------------------------
+
+KFP_PROFILE_OBJECTS = {
+    ("ConfigMap", "kfp-launcher"),
+    ("ConfigMap", "metadata-grpc-configmap"),
+    ("ConfigMap", "artifact-repositories"),
+    ("Secret", "mlpipeline-minio-artifact"),
+    ("Deployment", "ml-pipeline-ui-artifact"),
+    ("Service", "ml-pipeline-ui-artifact"),
+}
+"""What KFP's pipelines profile controller creates in every multi-user profile namespace
+(kubeflow/pipelines@2.17.0:manifests/kustomize/base/installs/multi-user/
+pipelines-profile-controller/sync.py, `desired_resources` and the Secret it adds), none of it
+carrying Helm's ownership metadata; plus the profile's `default-editor` ServiceAccount that
+kubeflow/pipelines@2.17.0:manifests/kustomize/base/installs/multi-user/api-service/params.env
+runs pipelines as."""
+
+KFP_STANDALONE_OBJECTS = (
+    {
+        ("ConfigMap", name)
+        for name in (
+            "kfp-launcher",
+            "metadata-envoy-configmap",
+            "metadata-grpc-configmap",
+            "ml-pipeline-ui-configmap",
+            "pipeline-install-config",
+            "workflow-controller-configmap",
+        )
+    }
+    | {
+        ("ServiceAccount", name)
+        for name in (
+            "kubeflow-pipelines-cache",
+            "kubeflow-pipelines-container-builder",
+            "kubeflow-pipelines-metadata-writer",
+            "kubeflow-pipelines-viewer",
+            "metadata-grpc-server",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent",
+            "ml-pipeline-scheduledworkflow",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-crd-service-account",
+            "ml-pipeline-visualizationserver",
+            "pipeline-runner",
+        )
+    }
+    | {
+        ("Role", name)
+        for name in (
+            "kubeflow-pipelines-cache-role",
+            "kubeflow-pipelines-metadata-writer-role",
+            "kubeflow-pipelines-public",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent-role",
+            "ml-pipeline-scheduledworkflow-role",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-controller-role",
+            "pipeline-runner",
+        )
+    }
+    | {
+        ("RoleBinding", name)
+        for name in (
+            "kubeflow-pipelines-cache-binding",
+            "kubeflow-pipelines-metadata-writer-binding",
+            "kubeflow-pipelines-public",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent-binding",
+            "ml-pipeline-scheduledworkflow-binding",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-crd-binding",
+            "pipeline-runner-binding",
+        )
+    }
+    | {("Secret", "mysql-secret"), ("Secret", "mlpipeline-minio-artifact")}
+)
+"""Namespaced objects a standalone KFP 2.17 install keeps in its own namespace (`kubeflow`),
+where standalone runs execute: kubeflow/pipelines@2.17.0:manifests/kustomize/base/pipeline/
+(kfp-launcher-configmap.yaml, pipeline-runner-role.yaml, pipeline-runner-sa.yaml, ...),
+base/installs/generic/ (pipeline-install-config.yaml, mysql-secret.yaml), base/metadata/base/,
+base/cache/ and third-party/argo/base/; none carries Helm's ownership metadata."""
+
+
+def helm_install_conflicts(objects: list[dict], existing: set[tuple[str, str]]) -> list[str]:
+    """The errors `helm install` stops with when a rendered object already exists without
+    Helm's ownership metadata: helm/helm:pkg/action/validate.go (existingResourceConflict and
+    checkOwnership: an existing object is adopted only when it carries the label
+    app.kubernetes.io/managed-by=Helm and the release name and namespace annotations)."""
+    return [
+        f'{o["kind"]} "{o["metadata"]["name"]}" in namespace "{NS}" exists and cannot be '
+        "imported into the current release: invalid ownership metadata"
+        for o in objects
+        if (o["kind"], o["metadata"]["name"]) in existing
+    ]
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [KFP_PROFILE_OBJECTS | {("ServiceAccount", "default-editor")}, KFP_STANDALONE_OBJECTS],
+    ids=["multi-user-profile", "standalone-kubeflow"],
+)
+def test_default_install_succeeds_where_kfp_already_owns_kfp_launcher(default, existing):
+    objects, _ = default
+
+    assert helm_install_conflicts(objects, existing) == []
