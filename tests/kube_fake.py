@@ -52,6 +52,24 @@ KFP_HEALTH = {
 (healthzResponse: commit_sha, tag_name, multi_user, pipeline_store)."""
 
 
+KFP_PROFILE_OBJECTS = {
+    ("ConfigMap", "kfp-launcher"),
+    ("ConfigMap", "metadata-grpc-configmap"),
+    ("ConfigMap", "artifact-repositories"),
+    ("Secret", "mlpipeline-minio-artifact"),
+    ("Deployment", "ml-pipeline-ui-artifact"),
+    ("Service", "ml-pipeline-ui-artifact"),
+    ("ServiceAccount", "default-editor"),
+}
+"""What a multi-user profile namespace holds before satk8s is installed there, none of it with
+Helm's ownership metadata: KFP's pipelines profile controller creates the ConfigMaps, the Secret
+and (with ARTIFACTS_PROXY_ENABLED) the artifact proxy's Deployment and Service
+(kubeflow/pipelines@2.17.0:manifests/kustomize/base/installs/multi-user/
+pipelines-profile-controller/sync.py, `desired_resources`); `default-editor` is the profile's
+account KFP runs pipelines as by default
+(kubeflow/pipelines@2.17.0:manifests/kustomize/base/installs/multi-user/api-service/params.env)."""
+
+
 def node(name: str, pool: str, gpus: int, *, allocatable: int | None = None, ready: bool = True):
     alloc = gpus if allocatable is None else allocatable
     return {

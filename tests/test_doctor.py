@@ -12,8 +12,8 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from satk8s.cli.doctor_cmd import doctor
+from satk8s.cluster.launcher import parse_launcher
 from satk8s.doctor import DoctorContext, DoctorOptions, Status, format_report, run_doctor
-from satk8s.doctor.launcher import parse_launcher
 from tests.kube_fake import ACCESS_KEY, BUCKET, NS, SECRET_KEY, FakeCluster, kubeconfig
 from tests.kube_fake import node as _node
 
@@ -37,17 +37,21 @@ def test_healthy_namespace_passes_every_check(cluster):
         "api": Status.OK,
         "gpu-nodes": Status.OK,
         "kfp-api": Status.OK,
-        "kfp-launcher": Status.OK,
         "secrets": Status.OK,
+        "runner": Status.OK,
+        "store": Status.OK,
+        "kfp-launcher": Status.OK,
         "bucket": Status.OK,
+        # Multi-user KFP with an s3:// pipeline root: the UI's own credentials decide.
+        "ui-reports": Status.WARN,
     }, format_report(results.values())
     assert "2 GPU node(s), 16 GPUs allocatable" in results["gpu-nodes"].message
     assert any("pool h100: 2 node(s), 2 ready, 16" in d for d in results["gpu-nodes"].details)
     assert "KFP 2.17.0 (multi-user)" in results["kfp-api"].message
     assert f"s3://{BUCKET}/kfp" in results["kfp-launcher"].message
     assert "Secret satk8s-s3" in results["bucket"].message
-    # The probe went under the pipeline root and was cleaned up again.
-    assert cluster.s3_keys_seen and cluster.s3_keys_seen[0].startswith("kfp/.satk8s-doctor/")
+    # One probe under the store root, one under the pipeline root; both cleaned up again.
+    assert [key.split("/.satk8s-doctor/")[0] for key in cluster.s3_keys_seen] == ["satk8s", "kfp"]
     assert cluster.s3_objects == {}
 
 
@@ -161,24 +165,29 @@ def test_kfp_host_unreachable_fails_with_port_forward_hint(cluster):
     assert "port-forward" in result.fix
 
 
-def test_missing_launcher_configmap_fails_with_helm_fix(cluster):
+def test_missing_launcher_configmap_fails_saying_kfp_creates_it(cluster):
     del cluster.configmaps["kfp-launcher"]
 
     results = _results(cluster)
 
     assert results["kfp-launcher"].status is Status.FAIL
     assert "no ConfigMap kfp-launcher in namespace team-a" in results["kfp-launcher"].message
-    assert "helm upgrade --install satk8s helm/satk8s -n team-a" in results["kfp-launcher"].fix
+    assert "KFP creates it" in results["kfp-launcher"].message
+    assert "profile namespace" in results["kfp-launcher"].fix
     assert results["bucket"].status is Status.FAIL  # nothing to probe without a root
 
 
-def test_launcher_with_a_non_s3_root_fails(cluster):
-    cluster.configmaps["kfp-launcher"]["defaultPipelineRoot"] = "minio://mlpipeline/v2/artifacts"
+def test_a_launcher_root_other_than_the_settings_fails_with_the_setup_command(cluster):
+    # The profile controller's root, before `satk8s setup launcher` ran.
+    cluster.configmaps["kfp-launcher"] = {
+        "defaultPipelineRoot": f"minio://mlpipeline/private-artifacts/{NS}/v2/artifacts"
+    }
 
     result = _results(cluster)["kfp-launcher"]
 
     assert result.status is Status.FAIL
-    assert "not s3://bucket[/prefix]" in result.message
+    assert f"but satk8s-settings names s3://{BUCKET}/kfp" in result.message
+    assert result.fix.startswith(f"satk8s setup launcher -n {NS}")
 
 
 def test_launcher_secret_ref_without_keys_is_rejected():
@@ -276,7 +285,8 @@ def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
 
     assert result.exit_code == 0, result.output
     assert f"namespace {NS}" in result.output
-    assert result.output.count("\nok ") == 6
+    assert result.output.count("\nok ") == 8
+    assert "\nWARN  ui-reports" in result.output
 
 
 def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
@@ -323,7 +333,7 @@ def test_cli_help_lists_every_option():
 
 
 def test_in_cluster_uses_the_pod_namespace(cluster, tmp_path, monkeypatch):
-    from satk8s.doctor import cluster as cluster_module
+    from satk8s.cluster import kube as cluster_module
 
     def fake_incluster(client_configuration):
         client_configuration.host = f"http://127.0.0.1:{cluster.port}"
@@ -350,3 +360,177 @@ def test_the_store_bucket_is_probed_with_the_credentials_pods_get(cluster):
     assert len(written) == 1
     assert all(ACCESS_KEY in auth for auth in cluster.s3_auth_seen)
     assert cluster.s3_objects == {}
+
+
+# -- KFP version ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "status", "text"),
+    [
+        ("2.14.0", Status.FAIL, "optional: true"),
+        ("2.15.0", Status.OK, "KFP 2.15.0"),
+        ("unknown", Status.WARN, "could not read the KFP backend version"),
+        ("2.18.1", Status.WARN, "newer than satk8s is checked against (2.15 to 2.17)"),
+    ],
+)
+def test_the_backend_version_comes_from_healthz_tag_name(cluster, tag, status, text):
+    cluster.kfp_body = json.dumps({**json.loads(cluster.kfp_body), "tag_name": tag})
+
+    result = _results(cluster)["kfp-api"]
+
+    assert result.status is status, result
+    assert text in f"{result.message} {result.fix}"
+
+
+# -- KFP's own default pipeline root --------------------------------------------------------------
+
+
+def test_the_profile_controllers_minio_root_is_no_failure_when_the_chart_sets_no_root(cluster):
+    cluster.configmaps["kfp-launcher"] = {
+        "defaultPipelineRoot": f"minio://mlpipeline/private-artifacts/{NS}/v2/artifacts",
+        "clusterDomain": ".svc.cluster.local",
+    }
+    cluster.configmaps["satk8s-settings"]["pipelineRoot"] = ""
+
+    results = _results(cluster)
+
+    launcher = results["kfp-launcher"]
+    assert launcher.status is Status.OK, launcher
+    assert "Secret mlpipeline-minio-artifact" in launcher.message
+    assert results["bucket"].status is Status.OK
+    assert "KFP's own object store; not probed" in results["bucket"].message
+    assert results["ui-reports"].status is Status.OK
+    assert results["store"].status is Status.OK  # satk8s's outputs still go to the store
+
+
+def test_an_s3_root_without_providers_fails_with_the_setup_command(cluster):
+    del cluster.configmaps["kfp-launcher"]["providers"]
+
+    result = _results(cluster)["kfp-launcher"]
+
+    assert result.status is Status.FAIL
+    assert "has no providers.s3 section" in result.message
+    assert result.fix.startswith(f"satk8s setup launcher -n {NS}")
+
+
+def test_providers_that_differ_from_the_settings_warn(cluster):
+    cluster.configmaps["satk8s-settings"]["s3Region"] = "eu-west-1"
+
+    result = _results(cluster)["kfp-launcher"]
+
+    assert result.status is Status.WARN
+    assert "differs from what satk8s-settings says" in result.message
+
+
+# -- the run ServiceAccount -----------------------------------------------------------------------
+
+
+def test_the_runner_account_shows_its_identity_and_pull_secrets(cluster):
+    cluster.service_accounts["satk8s-runner"] = {
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/runs"},
+        "imagePullSecrets": ["regcred"],
+    }
+    cluster.secrets["regcred"] = {".dockerconfigjson": "{}"}
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.OK, result
+    assert "runs execute as ServiceAccount satk8s-runner" in result.message
+    assert "cloud identity: AWS IRSA role arn:aws:iam::123456789012:role/runs" in result.details
+    assert "image pull secret regcred: present" in result.details
+
+
+def test_a_missing_runner_account_fails(cluster):
+    cluster.service_accounts.clear()
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.FAIL
+    assert "no ServiceAccount satk8s-runner in team-a" in result.message
+
+
+def test_a_missing_pull_secret_and_no_identity_for_env_credentials_warn(cluster):
+    cluster.service_accounts["satk8s-runner"]["imagePullSecrets"] = ["regcred"]
+    cluster.configmaps["satk8s-settings"]["s3Secret"] = ""
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.WARN
+    assert "image pull secret regcred does not exist" in result.message
+    assert "has no cloud identity annotation" in result.message
+    assert "serviceAccount.awsRoleArn" in result.fix
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+def test_no_store_in_the_settings_warns_with_the_helm_fix(cluster):
+    cluster.configmaps["satk8s-settings"]["storeRoot"] = ""
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.WARN
+    assert "--set store.root=s3://<bucket>/<prefix>" in result.fix
+
+
+def test_a_store_that_does_not_read_back_fails(cluster):
+    cluster.s3_get_corrupt = True
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "read back other bytes than were written" in result.message
+
+
+def test_a_store_write_denied_names_the_secret_to_grant(cluster):
+    cluster.s3_put = (403, "AccessDenied")
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "cannot write s3://acme-satk8s-store/satk8s/.satk8s-doctor/" in result.message
+    assert "grant the keys in Secret satk8s-s3 s3:PutObject" in result.fix
+    assert "arn:aws:s3:::acme-satk8s-store/satk8s/*" in result.fix
+
+
+def test_a_store_secret_without_its_keys_fails_before_probing(cluster):
+    cluster.secrets["satk8s-s3"] = {"AWS_ACCESS_KEY_ID": ACCESS_KEY}
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "the step pods would have no S3 keys" in result.message
+    assert not any(k.startswith("satk8s/") for k in cluster.s3_keys_seen)
+
+
+def test_a_bad_settings_key_is_named(cluster):
+    cluster.configmaps["satk8s-settings"]["storeRoot"] = "s3://<bucket>/satk8s"
+
+    results = _results(cluster)
+
+    assert results["secrets"].status is Status.FAIL
+    assert "config field 'storeRoot': 's3://<bucket>/satk8s' is a placeholder" in (
+        results["secrets"].message
+    )
+    assert results["store"].status is Status.FAIL
+
+
+# -- the UI ---------------------------------------------------------------------------------------
+
+
+def test_single_user_kfp_shows_reports_with_the_launchers_credentials(cluster):
+    cluster.kfp_body = json.dumps({**json.loads(cluster.kfp_body), "multi_user": False})
+
+    result = _results(cluster)["ui-reports"]
+
+    assert result.status is Status.OK
+
+
+def test_multi_user_kfp_with_an_s3_root_says_what_the_admin_must_grant(cluster):
+    result = _results(cluster)["ui-reports"]
+
+    assert result.status is Status.WARN
+    assert "with the UI's own credentials" in result.message
+    assert "ml-pipeline-ui" in result.fix and f"arn:aws:s3:::{BUCKET}/*" in result.fix
+    assert "satk8s runs status RUN_ID" in result.fix

@@ -146,14 +146,37 @@ def test_submit_reuses_an_existing_experiment_and_names_the_run(
     assert run.run_name.startswith("tiny-sum 20")  # pipeline name and UTC time
 
 
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    """A settings file as `satk8s settings export` writes it, naming a run account."""
+    from satk8s.cluster.settings import ClusterSettings
+
+    path = tmp_path / "settings.yaml"
+    settings = ClusterSettings(store_root="s3://acme-runs/satk8s", service_account="team-runner")
+    path.write_text(settings.export_yaml())
+    return path
+
+
 def test_submit_cli_prints_run_id_and_link_never_the_token(
-    kfp_server: FakeKfp, package: Path
+    kfp_server: FakeKfp, package: Path, settings_file: Path
 ) -> None:
     result = _invoke(
-        ["submit", str(package), "--arg", "a=7", "--arg", "label=hi"], _env(kfp_server)
+        [
+            "submit",
+            str(package),
+            "--arg",
+            "a=7",
+            "--arg",
+            "label=hi",
+            "--settings",
+            str(settings_file),
+        ],
+        _env(kfp_server),
     )
 
     assert result.exit_code == 0, result.output
+    assert "runs as:    team-runner" in result.output
+    assert kfp_server.requests[-1]["body"]["service_account"] == "team-runner"
     assert "run id:     run-0001" in result.output
     assert "url:        https://kubeflow.example.com/pipeline/#/runs/details/run-0001" in (
         result.output
@@ -371,22 +394,41 @@ def test_wait_stops_on_a_cancelled_run_and_times_out_on_a_stuck_one(kfp_server: 
     assert "error: run run-stuck is still RUNNING after 0.1 s" in stuck.output
 
 
-def test_a_forbidden_namespace_is_named(kfp_server: FakeKfp, package: Path) -> None:
-    original = kfp_server.handle
+def test_a_403_names_the_refused_identity_and_the_token_that_can_submit(
+    kfp_server: FakeKfp, package: Path
+) -> None:
+    # Multi-user KFP authorizes the token's identity in the namespace; the run account's token
+    # (the chart's satk8s-runner) has no pipelines.kubeflow.org permissions.
+    kfp_server.multi_user = True
+    kfp_server.identities = {TOKEN: "system:serviceaccount:team-a:satk8s-runner"}
+    kfp_server.permitted = {"system:serviceaccount:team-a:default-editor"}
 
-    def forbid_experiments(method: str, url: str, body: Any, auth: Any = None) -> tuple[int, Any]:
-        if method == "POST" and "experiments" in url:
-            return 403, {"message": "user is not authorized to create in namespace team-a"}
-        return original(method, url, body)
-
-    kfp_server.handle = forbid_experiments  # type: ignore[method-assign]
     with pytest.raises(KfpError) as err:
         submit_run(package, _settings(kfp_server), arguments={"a": 1})
-    assert str(err.value) == (
-        f"KFP API at {kfp_server.host}: submitting the run failed (HTTP 403): user is not "
-        "authorized to create in namespace team-a; is KFP_NAMESPACE (team-a) a namespace this "
-        "token may use (your profile namespace on a multi-user Kubeflow)?"
+
+    message = str(err.value)
+    assert message.startswith(
+        f"KFP API at {kfp_server.host}: submitting the run failed (HTTP 403): User "
+        "'system:serviceaccount:team-a:satk8s-runner' is not authorized"
     )
+    assert (
+        "Likely cause: 'system:serviceaccount:team-a:satk8s-runner' has no Kubeflow Pipelines "
+        "permissions in namespace team-a" in message
+    )
+    assert "(satk8s-runner) is for the run's pods" in message
+    assert "kubectl -n team-a create token default-editor --audience=pipelines.kubeflow.org" in (
+        message
+    )
+    assert TOKEN not in message
+    assert not kfp_server.runs
+
+    # The profile's default-editor token is let through, and the run still executes as the
+    # account the request names.
+    kfp_server.identities = {TOKEN: "system:serviceaccount:team-a:default-editor"}
+    run = submit_run(
+        package, _settings(kfp_server), arguments={"a": 1}, service_account="satk8s-runner"
+    )
+    assert kfp_server.runs[run.run_id]["service_account"] == "satk8s-runner"
 
 
 def test_arg_without_a_value_is_a_usage_error(kfp_server: FakeKfp, package: Path) -> None:
@@ -434,3 +476,69 @@ def test_a_kfp_2_14_backend_is_refused_naming_optional_secret_refs(
     assert "KFP 2.14.0" in message and "2.15" in message
     assert "optional: true" in message and "CreateContainerConfigError" in message
     assert [r["path"] for r in kfp_server.requests] == [f"{API}/healthz"]  # nothing created
+
+
+# -- where a run's report is ----------------------------------------------------------------------
+
+
+def _write_report_output(root: Path, key: str, config: dict, finished: float) -> Path:
+    """A finished report output in a file:// store, its manifest as steps write it."""
+    from satk8s.store.manifest import build_manifest, manifest_bytes
+
+    out = root / "steps" / "report" / key
+    out.mkdir(parents=True)
+    (out / "report.md").write_text("# Results\n")
+    manifest = build_manifest("report", config, {}, {}, [], started=finished - 1)
+    manifest["timings"]["finished"] = finished
+    (out / "manifest.json").write_bytes(manifest_bytes(manifest))
+    return out
+
+
+def test_runs_status_prints_the_reports_store_paths(kfp_server: FakeKfp, tmp_path: Path) -> None:
+    from satk8s.grid import load_plan
+    from satk8s.pipelines.builder import compile_plan
+
+    images = {"gpu": "r/gpu@sha256:" + "a" * 64, "cpu": "r/cpu@sha256:" + "b" * 64}
+    plan = load_plan("smoke")
+    package = compile_plan(plan, tmp_path / "smoke.yaml", images)
+    spec = next(yaml.safe_load_all(package.read_text()))
+    store = tmp_path / "store"
+    config = plan.node("report").config
+    older = _write_report_output(store, "a" * 32, config, finished=1000.0)
+    newer = _write_report_output(store, "b" * 32, config, finished=2000.0)
+    _write_report_output(store, "c" * 32, {**config, "title": "another grid"}, finished=3000.0)
+    exp = kfp_server.add_experiment("satk8s-test", "team-a")
+    # What the server returns for a run created from an inline spec (api_converter.go toApiRun):
+    # the spec as kfp.Client sent it, the runtime config, the service account.
+    kfp_server.add_run(
+        "run-r",
+        "smoke",
+        exp,
+        ["SUCCEEDED"],
+        pipeline_spec={"pipeline_spec": spec, "platform_spec": {}},
+        runtime_config={"parameters": {"store_root": store.as_uri()}},
+        service_account="satk8s-runner",
+    )
+
+    result = _invoke(["runs", "status", "run-r"], _env(kfp_server))
+
+    assert result.exit_code == 0, result.output
+    assert "runs as:     satk8s-runner" in result.output
+    assert f"store:       {store.as_uri()}" in result.output
+    assert f"report:      {newer.as_uri()}/report.md" in result.output
+    assert f"report HTML: {newer.as_uri()}/report.html" in result.output
+    assert older.as_uri() not in result.output
+
+    # Before the report step has run, the prefix it will be under.
+    kfp_server.add_run(
+        "run-s",
+        "smoke",
+        exp,
+        ["RUNNING"],
+        pipeline_spec=spec,
+        runtime_config={"parameters": {"store_root": (tmp_path / "empty").as_uri()}},
+    )
+    result = _invoke(["runs", "status", "run-s"], _env(kfp_server))
+    assert f"report:      under {(tmp_path / 'empty').as_uri()}/steps/report/ (not written yet" in (
+        result.output
+    )
