@@ -466,3 +466,12 @@ def test_make_submit_with_store_overrides_and_settings(
     assert store == "s3://acme-b/grids"
     run = kfp_server.runs["run-0001"]
     assert run["service_account"] == "team-runner"
+
+
+def test_a_cluster_grid_run_locally_needs_a_store(tmp_path: Path) -> None:
+    # arith's store is the cluster's: a local run without --store has nowhere to write.
+    result = _invoke(["run", "arith", "seeds=[0]", "--local", "--workdir", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert "config field 'store.root': grid 'arith' writes to a cluster's store" in result.output
+    assert "satk8s run --local --store" in result.output

@@ -307,9 +307,11 @@ def read_settings_from_cluster(
     namespace: str | None = None,
     kubeconfig: str | Path | None = None,
     context: str | None = None,
-    in_cluster: bool = False,
+    in_cluster: bool | None = None,
 ) -> ClusterSettings:
-    """The `satk8s-settings` ConfigMap of `namespace` (default: the kubeconfig context's)."""
+    """The `satk8s-settings` ConfigMap of `namespace` (default: the kubeconfig context's). The
+    API is reached through the kubeconfig, or from inside a pod without one, through the pod's
+    ServiceAccount (`in_cluster=None`)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
