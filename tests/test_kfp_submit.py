@@ -542,3 +542,28 @@ def test_runs_status_prints_the_reports_store_paths(kfp_server: FakeKfp, tmp_pat
     assert f"report:      under {(tmp_path / 'empty').as_uri()}/steps/report/ (not written yet" in (
         result.output
     )
+
+
+def test_a_backend_version_that_cannot_be_read_is_a_warning_not_a_refusal(
+    kfp_server: FakeKfp, package: Path, settings_file: Path
+) -> None:
+    kfp_server.tag_name = "unknown"  # the API server's value when built without TAG_NAME
+
+    result = _invoke(
+        ["submit", str(package), "--arg", "a=1", "--settings", str(settings_file)],
+        _env(kfp_server),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "warning: could not read the KFP backend version" in result.output
+    assert "healthz tag_name 'unknown'" in result.output
+    assert "run id:     run-0001" in result.output
+
+    kfp_server.tag_name = "v2.14.4"
+    result = _invoke(
+        ["submit", str(package), "--arg", "a=1", "--settings", str(settings_file)],
+        _env(kfp_server),
+    )
+    assert result.exit_code == 2
+    assert "is KFP v2.14.4 (healthz tag_name); satk8s needs KFP 2.15 or newer" in result.output
+    assert len(kfp_server.runs) == 1

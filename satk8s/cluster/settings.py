@@ -259,7 +259,7 @@ def cluster_store(root: str, settings: ClusterSettings) -> str:
         "--reuse-values --set store.root=s3://<bucket>/<prefix>; or for one pipeline: "
         "store.root=s3://<bucket>/<prefix> (make submit GRID=… STORE=s3://<bucket>/<prefix>)"
     )
-    is_local = bool(root) and "://" not in root or root.startswith("file://")
+    is_local = (bool(root) and "://" not in root) or root.startswith("file://")
     local = f"'{root}' is a local path the cluster's pods cannot reach" if is_local else ""
     if local and settings.store_root:  # an override chose it over the settings' store
         raise ConfigError("store.root", f"{local}; a cluster store is s3://bucket[/prefix]")

@@ -13,6 +13,7 @@ from satk8s.cluster.launcher import (
     parse_launcher,
     s3_provider,
 )
+from satk8s.cluster.settings import ClusterSettings
 from satk8s.doctor.context import DoctorContext, api_error_text
 from satk8s.doctor.result import CheckResult
 
@@ -34,7 +35,7 @@ def read_launcher(ctx: DoctorContext) -> LauncherConfig:
     return parse_launcher(data)
 
 
-def _providers_match(ctx: DoctorContext, settings) -> bool:
+def _providers_match(ctx: DoctorContext, settings: ClusterSettings) -> bool:
     """Whether kfp-launcher's providers.s3.default is what the settings would write."""
     import yaml
 
