@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 GRID ?= arith
+BUILD ?= build
 
 .PHONY: install test test-fast lint format demo images clean submit component
 
@@ -40,10 +41,21 @@ demo: $(STAMP)
 images:
 	REGISTRY="$(REGISTRY)" images/build.sh $(IMAGES)
 
-# Compile a grid to one pipeline and submit it to the KFP server at KFP_HOST (token, namespace,
+# Compile a grid for the cluster and submit it to the KFP server at KFP_HOST (token, namespace,
 # experiment from KFP_TOKEN, KFP_NAMESPACE, KFP_EXPERIMENT); prints the run's UI link.
+#   STORE=s3://bucket/prefix   the store, instead of the namespace's satk8s-settings storeRoot
+#   OVERRIDES="seeds=[0] …"    Hydra overrides of the grid, space-separated (each is quoted)
+#   SETTINGS=FILE              cluster settings from a file (`satk8s settings export`) instead of
+#                              the satk8s-settings ConfigMap read with your kubeconfig
+#   DRY_RUN=1                  print the run request instead of sending it
+# The pipeline is written to $(BUILD)/$(GRID).yaml.
 submit: $(STAMP)
-	mkdir -p build && $(VENV)/bin/satk8s grid compile $(GRID) -o build/$(GRID).yaml && $(VENV)/bin/satk8s submit build/$(GRID).yaml
+	mkdir -p $(BUILD)
+	$(VENV)/bin/satk8s grid compile $(GRID) $(if $(STORE),'store.root=$(STORE)') \
+		$(foreach o,$(OVERRIDES),'$(o)') \
+		-o $(BUILD)/$(GRID).yaml $(if $(SETTINGS),--settings $(SETTINGS))
+	$(VENV)/bin/satk8s submit $(BUILD)/$(GRID).yaml $(if $(SETTINGS),--settings $(SETTINGS)) \
+		$(if $(DRY_RUN),--dry-run)
 
 # One step in its image with the GPU, on the same store: make component C=generate ARGS="--out …"
 component: $(STAMP)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 from kfp import dsl
 from kfp.dsl.python_component import PythonComponent
 
 from .steps import FUNCTIONS
 
-CPU_ROLES = ("cpu",)
-"""Roles whose steps run in the CPU image; every other role runs in the GPU image."""
 
-
-def image_for_role(role: str, images: Mapping[str, str]) -> str:
-    """The image (`repo@sha256:…`) a step of this compute role runs in."""
-    return images["cpu"] if role in CPU_ROLES else images["gpu"]
+def image_for_profile(profile: Mapping[str, Any], images: Mapping[str, str]) -> str:
+    """The image (`repo@sha256:…`) a step with this compute profile runs in: the GPU image
+    when the profile asks for accelerators, the CPU image otherwise (the CPU image runs every
+    step on CPU, e.g. the smoke grid on a cluster's CPU nodes)."""
+    return images["gpu"] if int(profile.get("accelerator_count") or 0) > 0 else images["cpu"]
 
 
 @functools.cache
@@ -33,4 +33,4 @@ def step_component(step: str, image: str) -> PythonComponent:
     return dsl.component(FUNCTIONS[step], base_image=image, install_kfp_package=False)
 
 
-__all__ = ["CPU_ROLES", "FUNCTIONS", "image_for_role", "step_component"]
+__all__ = ["FUNCTIONS", "image_for_profile", "step_component"]

@@ -37,6 +37,7 @@ PROFILE_KEYS = frozenset(
         "shm_size",
         "secrets",
         "config_maps",
+        "env",
         "pod_labels",
         "retries",
         "backoff_duration",
@@ -100,15 +101,23 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
     `store_root` (default `plan.store_root`) and `force`."""
     from kfp import dsl
 
-    from satk8s.components import image_for_role, step_component
+    from satk8s.components import image_for_profile, step_component
 
     check_plan(plan)
+    if not plan.store_root:
+        raise ConfigError(
+            "store.root",
+            f"grid '{plan.grid}' writes to a cluster's store (satk8s-settings storeRoot): "
+            "compile it for the cluster with `satk8s grid compile`, or give it a store "
+            "(`satk8s run --local --store PATH|s3://bucket/prefix`, store.root=…)",
+        )
     refs = resolve_images(images)
 
     def satk8s_grid(store_root: str = plan.store_root, force: bool = False) -> None:
         tasks: dict[str, Any] = {}
         for node in plan.nodes:
-            component = step_component(node.step, image_for_role(node.role, refs))
+            profile = plan.profiles.get(node.role, {})
+            component = step_component(node.step, image_for_profile(profile, refs))
             arguments: dict[str, Any] = {
                 "node": node.id,
                 "store_root": store_root,
@@ -127,7 +136,7 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
             # input values instead, not on what the store holds: it would replay a task whose
             # output was deleted, or a `force` run, from its own metadata without running it.
             task.set_caching_options(False)
-            apply_profile(task, plan.profiles.get(node.role, {}), f"profiles.{node.role}")
+            apply_profile(task, profile, f"profiles.{node.role}")
             tasks[node.id] = task
 
     # KFP reads the parameter types from real annotations; this module's are strings
@@ -182,8 +191,9 @@ def canonical_config(node: Node) -> str:
 
 def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile") -> None:
     """Set a task's accelerators, cpu/memory, node pool, tolerations, /dev/shm, secrets and
-    ConfigMaps as env (by name only: secret values never enter the pipeline), pod labels and
-    retries from a compute profile (`satk8s.grid.expand.profile_dict`)."""
+    ConfigMaps as env (by name only: secret values never enter the pipeline), plain environment
+    variables, pod labels and retries from a compute profile
+    (`satk8s.grid.expand.profile_dict`)."""
     from kfp import kubernetes
 
     if unknown := sorted(set(profile) - PROFILE_KEYS):
@@ -232,6 +242,8 @@ def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile")
             config_map_key_to_env=env,
             optional=bool(config_map.get("optional")),
         )
+    for name, value in sorted((profile.get("env") or {}).items()):
+        task.set_env_variable(str(name), str(value))
     for key, value in sorted((profile.get("pod_labels") or {}).items()):
         kubernetes.add_pod_label(task, label_key=str(key), label_value=str(value))
     if retries := int(profile.get("retries") or 0):

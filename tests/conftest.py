@@ -40,4 +40,4 @@ def random_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-pytest_plugins = ["tests.s3_fixtures"]
+pytest_plugins = ["tests.s3_fixtures", "tests.kube_fake", "tests.kfp_fake"]

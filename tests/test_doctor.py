@@ -1,15 +1,10 @@
 """`satk8s doctor` against a loopback server that plays the Kubernetes API (the paths the doctor
-reads), KFP's healthz and an S3 endpoint: one healthy namespace, then each failure with its fix."""
+reads), KFP's healthz and an S3 endpoint (`tests/kube_fake.py`): one healthy namespace, then each
+failure with its fix."""
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 import typer
@@ -17,268 +12,10 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from satk8s.cli.doctor_cmd import doctor
+from satk8s.cluster.launcher import parse_launcher
 from satk8s.doctor import DoctorContext, DoctorOptions, Status, format_report, run_doctor
-from satk8s.doctor.launcher import parse_launcher
-
-NS = "team-a"
-BUCKET = "satk8s-runs"
-ACCESS_KEY, SECRET_KEY = "AKIAEXAMPLEEXAMPLE01", "example-secret-access-key"
-
-
-VERSION = {
-    "major": "1",
-    "minor": "34",
-    "gitVersion": "v1.34.2",
-    "gitCommit": "0" * 40,
-    "gitTreeState": "clean",
-    "buildDate": "2025-11-11T00:00:00Z",
-    "goVersion": "go1.24.9",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
-
-def _node(name: str, pool: str, gpus: int, *, allocatable: int | None = None, ready: bool = True):
-    alloc = gpus if allocatable is None else allocatable
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "cloud.google.com/gke-nodepool": pool,
-                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3" if gpus else "",
-            },
-        },
-        "status": {
-            "capacity": {"cpu": "96", "nvidia.com/gpu": str(gpus)} if gpus else {"cpu": "8"},
-            "allocatable": {"cpu": "95", "nvidia.com/gpu": str(alloc)} if gpus else {"cpu": "7"},
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
-
-
-class FakeCluster:
-    """State a test can break: nodes, ConfigMaps, Secrets, KFP health, S3 behaviour."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.nodes = [
-            _node("cpu-1", "default-pool", 0),
-            _node("h100-1", "h100", 8),
-            _node("h100-2", "h100", 8),
-        ]
-        self.nodes_status = 200
-        self.configmaps: dict[str, dict[str, str]] = {}
-        self.secrets: dict[str, dict[str, str]] = {
-            "satk8s-s3": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
-            "satk8s-hub-token": {"HF_TOKEN": "hf_example"},
-        }
-        self.kfp_status = 200
-        self.kfp_body = json.dumps(
-            {"commit_sha": "abc123", "tag_name": "2.5.0", "multi_user": True}
-        )
-        self.s3_put: tuple[int, str] | None = None  # (HTTP status, S3 error code) to fail PUTs
-        self.s3_objects: dict[str, bytes] = {}
-        self.s3_keys_seen: list[str] = []
-        self.requests: list[str] = []
-
-    def healthy_configmaps(self) -> None:
-        providers = {
-            "s3": {
-                "default": {
-                    "endpoint": f"127.0.0.1:{self.port}",
-                    "region": "us-east-1",
-                    "disableSSL": True,
-                    "forcePathStyle": True,
-                    "credentials": {
-                        "fromEnv": False,
-                        "secretRef": {
-                            "secretName": "satk8s-s3",
-                            "accessKeyKey": "AWS_ACCESS_KEY_ID",
-                            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
-                        },
-                    },
-                }
-            }
-        }
-        import yaml
-
-        self.configmaps = {
-            "kfp-launcher": {
-                "defaultPipelineRoot": f"s3://{BUCKET}/kfp",
-                "providers": yaml.safe_dump(providers),
-            },
-            "satk8s-settings": {
-                "pipelineRoot": f"s3://{BUCKET}/kfp",
-                "serviceAccount": "satk8s-runner",
-                "s3Secret": "satk8s-s3",
-                "s3AccessKeyKey": "AWS_ACCESS_KEY_ID",
-                "s3SecretKeyKey": "AWS_SECRET_ACCESS_KEY",
-                "hubTokenSecret": "satk8s-hub-token",
-                "hubTokenKey": "HF_TOKEN",
-                "judgeApiKeySecret": "",
-                "judgeApiKeyKey": "OPENAI_API_KEY",
-                "gpuPools": json.dumps(
-                    [{"name": "h100", "nodeLabels": {"cloud.google.com/gke-nodepool": "h100"}}]
-                ),
-            },
-        }
-
-
-def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 answers boto3's "Expect: 100-continue" at once instead of after its 1 s wait.
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-        def _send(self, status: int, body: object, content_type: str = "application/json"):
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            if isinstance(body, str):
-                data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _not_found(self, kind: str, name: str) -> None:
-            self._send(
-                404,
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "status": "Failure",
-                    "message": f'{kind} "{name}" not found',
-                    "reason": "NotFound",
-                    "code": 404,
-                },
-            )
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                data = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return data
-                    data += self.rfile.read(size)
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def do_GET(self) -> None:
-            path = unquote(urlparse(self.path).path).rstrip("/")
-            cluster.requests.append(f"GET {path}")
-            parts = path.strip("/").split("/")
-            if path == "/version":
-                return self._send(200, VERSION)
-            if path == "/api/v1/nodes":
-                if cluster.nodes_status != 200:
-                    return self._send(
-                        cluster.nodes_status,
-                        {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "status": "Failure",
-                            "reason": "Forbidden",
-                            "code": cluster.nodes_status,
-                            "message": 'nodes is forbidden: User "alice" cannot list resource "nodes"',
-                        },
-                    )
-                return self._send(
-                    200,
-                    {
-                        "kind": "NodeList",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "items": cluster.nodes,
-                    },
-                )
-            if path == "/apis/v2beta1/healthz" or path.endswith(
-                "/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz"
-            ):
-                if cluster.kfp_status != 200 and "/proxy/" in path:
-                    return self._not_found("services", "ml-pipeline")
-                return self._send(cluster.kfp_status, cluster.kfp_body)
-            if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[3] == NS:
-                kind, name = parts[4], parts[5]
-                if kind == "configmaps":
-                    if name not in cluster.configmaps:
-                        return self._not_found(kind, name)
-                    return self._send(
-                        200,
-                        {
-                            "apiVersion": "v1",
-                            "kind": "ConfigMap",
-                            "metadata": {"name": name, "namespace": NS},
-                            "data": cluster.configmaps[name],
-                        },
-                    )
-                if kind == "secrets":
-                    if name not in cluster.secrets:
-                        return self._not_found(kind, name)
-                    data = {k: _b64(v) for k, v in cluster.secrets[name].items()}
-                    return self._send(
-                        200,
-                        {
-                            "apiVersion": "v1",
-                            "kind": "Secret",
-                            "metadata": {"name": name, "namespace": NS},
-                            "type": "Opaque",
-                            "data": data,
-                        },
-                    )
-            return self._not_found("path", path)
-
-        def do_PUT(self) -> None:  # S3 PutObject, path style: /bucket/key
-            path = unquote(urlparse(self.path).path)
-            body = self._body()
-            bucket, _, key = path.lstrip("/").partition("/")
-            cluster.s3_keys_seen.append(key)
-            if cluster.s3_put is not None:
-                status, code = cluster.s3_put
-                xml = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
-                return self._send(status, xml.encode(), "application/xml")
-            if bucket != BUCKET:
-                xml = "<Error><Code>NoSuchBucket</Code><Message>no bucket</Message></Error>"
-                return self._send(404, xml.encode(), "application/xml")
-            cluster.s3_objects[key] = body
-            self.send_response(200)
-            self.send_header("ETag", '"0"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def do_DELETE(self) -> None:
-            path = unquote(urlparse(self.path).path)
-            cluster.s3_objects.pop(path.lstrip("/").partition("/")[2], None)
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    return Handler
-
-
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCluster]:
-    # The S3 client must use the Secret's keys or these, never a developer's real profile.
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "KFP_HOST", "KFP_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    fake = FakeCluster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.port = server.server_address[1]
-    fake.healthy_configmaps()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+from tests.kube_fake import ACCESS_KEY, BUCKET, NS, SECRET_KEY, FakeCluster, kubeconfig
+from tests.kube_fake import node as _node
 
 
 def _context(cluster: FakeCluster, **options) -> DoctorContext:
@@ -300,17 +37,21 @@ def test_healthy_namespace_passes_every_check(cluster):
         "api": Status.OK,
         "gpu-nodes": Status.OK,
         "kfp-api": Status.OK,
-        "kfp-launcher": Status.OK,
         "secrets": Status.OK,
+        "runner": Status.OK,
+        "store": Status.OK,
+        "kfp-launcher": Status.OK,
         "bucket": Status.OK,
+        # Multi-user KFP with an s3:// pipeline root: the UI's own credentials decide.
+        "ui-reports": Status.WARN,
     }, format_report(results.values())
     assert "2 GPU node(s), 16 GPUs allocatable" in results["gpu-nodes"].message
     assert any("pool h100: 2 node(s), 2 ready, 16" in d for d in results["gpu-nodes"].details)
-    assert "KFP 2.5.0 (multi-user)" in results["kfp-api"].message
+    assert "KFP 2.17.0 (multi-user)" in results["kfp-api"].message
     assert f"s3://{BUCKET}/kfp" in results["kfp-launcher"].message
     assert "Secret satk8s-s3" in results["bucket"].message
-    # The probe went under the pipeline root and was cleaned up again.
-    assert cluster.s3_keys_seen and cluster.s3_keys_seen[0].startswith("kfp/.satk8s-doctor/")
+    # One probe under the store root, one under the pipeline root; both cleaned up again.
+    assert [key.split("/.satk8s-doctor/")[0] for key in cluster.s3_keys_seen] == ["satk8s", "kfp"]
     assert cluster.s3_objects == {}
 
 
@@ -424,24 +165,29 @@ def test_kfp_host_unreachable_fails_with_port_forward_hint(cluster):
     assert "port-forward" in result.fix
 
 
-def test_missing_launcher_configmap_fails_with_helm_fix(cluster):
+def test_missing_launcher_configmap_fails_saying_kfp_creates_it(cluster):
     del cluster.configmaps["kfp-launcher"]
 
     results = _results(cluster)
 
     assert results["kfp-launcher"].status is Status.FAIL
     assert "no ConfigMap kfp-launcher in namespace team-a" in results["kfp-launcher"].message
-    assert "helm upgrade --install satk8s helm/satk8s -n team-a" in results["kfp-launcher"].fix
+    assert "KFP creates it" in results["kfp-launcher"].message
+    assert "profile namespace" in results["kfp-launcher"].fix
     assert results["bucket"].status is Status.FAIL  # nothing to probe without a root
 
 
-def test_launcher_with_a_non_s3_root_fails(cluster):
-    cluster.configmaps["kfp-launcher"]["defaultPipelineRoot"] = "minio://mlpipeline/v2/artifacts"
+def test_a_launcher_root_other_than_the_settings_fails_with_the_setup_command(cluster):
+    # The profile controller's root, before `satk8s setup launcher` ran.
+    cluster.configmaps["kfp-launcher"] = {
+        "defaultPipelineRoot": f"minio://mlpipeline/private-artifacts/{NS}/v2/artifacts"
+    }
 
     result = _results(cluster)["kfp-launcher"]
 
     assert result.status is Status.FAIL
-    assert "not s3://bucket[/prefix]" in result.message
+    assert f"but satk8s-settings names s3://{BUCKET}/kfp" in result.message
+    assert result.fix.startswith(f"satk8s setup launcher -n {NS}")
 
 
 def test_launcher_secret_ref_without_keys_is_rejected():
@@ -532,42 +278,20 @@ def _cli(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
-def _kubeconfig(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "users": [{"name": "alice", "user": {"token": "t0k3n"}}],
-                "contexts": [
-                    {"name": "other", "context": {"cluster": "fake", "user": "alice"}},
-                    {
-                        "name": "fake",
-                        "context": {"cluster": "fake", "user": "alice", "namespace": NS},
-                    },
-                ],
-                "current-context": "other",
-            }
-        )
-    )
-    return path
-
-
 def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
-    config = _kubeconfig(tmp_path, cluster.port)
+    config = kubeconfig(tmp_path, cluster.port)
 
     result = _cli(["--kubeconfig", str(config), "--context", "fake"])
 
     assert result.exit_code == 0, result.output
     assert f"namespace {NS}" in result.output
-    assert result.output.count("\nok ") == 6
+    assert result.output.count("\nok ") == 8
+    assert "\nWARN  ui-reports" in result.output
 
 
 def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
     del cluster.secrets["satk8s-hub-token"]
-    config = _kubeconfig(tmp_path, cluster.port)
+    config = kubeconfig(tmp_path, cluster.port)
 
     result = _cli(["--kubeconfig", str(config), "--context", "fake", "--only", "secrets"])
 
@@ -577,7 +301,7 @@ def test_cli_failure_exits_one_and_prints_the_fix(cluster, tmp_path):
 
 
 def test_cli_rejects_an_unknown_check(cluster, tmp_path):
-    result = _cli(["--kubeconfig", str(_kubeconfig(tmp_path, cluster.port)), "--only", "gpu"])
+    result = _cli(["--kubeconfig", str(kubeconfig(tmp_path, cluster.port)), "--only", "gpu"])
 
     assert result.exit_code == 2
     assert "unknown check(s) ['gpu']" in result.output
@@ -609,7 +333,7 @@ def test_cli_help_lists_every_option():
 
 
 def test_in_cluster_uses_the_pod_namespace(cluster, tmp_path, monkeypatch):
-    from satk8s.doctor import cluster as cluster_module
+    from satk8s.cluster import kube as cluster_module
 
     def fake_incluster(client_configuration):
         client_configuration.host = f"http://127.0.0.1:{cluster.port}"
@@ -624,3 +348,189 @@ def test_in_cluster_uses_the_pod_namespace(cluster, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"namespace {NS}" in result.output
     assert "ok    bucket" in result.output
+
+
+def test_the_store_bucket_is_probed_with_the_credentials_pods_get(cluster):
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.OK, result.message
+    assert "s3://acme-satk8s-store/satk8s" in result.message
+    # Written, read back and deleted, signed with the access key of the Secret the pods get.
+    written = [k for k in cluster.s3_keys_seen if k.startswith("satk8s/.satk8s-doctor/")]
+    assert len(written) == 1
+    assert all(ACCESS_KEY in auth for auth in cluster.s3_auth_seen)
+    assert cluster.s3_objects == {}
+
+
+# -- KFP version ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "status", "text"),
+    [
+        ("2.14.0", Status.FAIL, "optional: true"),
+        ("2.15.0", Status.OK, "KFP 2.15.0"),
+        ("unknown", Status.WARN, "could not read the KFP backend version"),
+        ("2.18.1", Status.WARN, "newer than satk8s is checked against (2.15 to 2.17)"),
+    ],
+)
+def test_the_backend_version_comes_from_healthz_tag_name(cluster, tag, status, text):
+    cluster.kfp_body = json.dumps({**json.loads(cluster.kfp_body), "tag_name": tag})
+
+    result = _results(cluster)["kfp-api"]
+
+    assert result.status is status, result
+    assert text in f"{result.message} {result.fix}"
+
+
+# -- KFP's own default pipeline root --------------------------------------------------------------
+
+
+def test_the_profile_controllers_minio_root_is_no_failure_when_the_chart_sets_no_root(cluster):
+    cluster.configmaps["kfp-launcher"] = {
+        "defaultPipelineRoot": f"minio://mlpipeline/private-artifacts/{NS}/v2/artifacts",
+        "clusterDomain": ".svc.cluster.local",
+    }
+    cluster.configmaps["satk8s-settings"]["pipelineRoot"] = ""
+
+    results = _results(cluster)
+
+    launcher = results["kfp-launcher"]
+    assert launcher.status is Status.OK, launcher
+    assert "Secret mlpipeline-minio-artifact" in launcher.message
+    assert results["bucket"].status is Status.OK
+    assert "KFP's own object store; not probed" in results["bucket"].message
+    assert results["ui-reports"].status is Status.OK
+    assert results["store"].status is Status.OK  # satk8s's outputs still go to the store
+
+
+def test_an_s3_root_without_providers_fails_with_the_setup_command(cluster):
+    del cluster.configmaps["kfp-launcher"]["providers"]
+
+    result = _results(cluster)["kfp-launcher"]
+
+    assert result.status is Status.FAIL
+    assert "has no providers.s3 section" in result.message
+    assert result.fix.startswith(f"satk8s setup launcher -n {NS}")
+
+
+def test_providers_that_differ_from_the_settings_warn(cluster):
+    cluster.configmaps["satk8s-settings"]["s3Region"] = "eu-west-1"
+
+    result = _results(cluster)["kfp-launcher"]
+
+    assert result.status is Status.WARN
+    assert "differs from what satk8s-settings says" in result.message
+
+
+# -- the run ServiceAccount -----------------------------------------------------------------------
+
+
+def test_the_runner_account_shows_its_identity_and_pull_secrets(cluster):
+    cluster.service_accounts["satk8s-runner"] = {
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/runs"},
+        "imagePullSecrets": ["regcred"],
+    }
+    cluster.secrets["regcred"] = {".dockerconfigjson": "{}"}
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.OK, result
+    assert "runs execute as ServiceAccount satk8s-runner" in result.message
+    assert "cloud identity: AWS IRSA role arn:aws:iam::123456789012:role/runs" in result.details
+    assert "image pull secret regcred: present" in result.details
+
+
+def test_a_missing_runner_account_fails(cluster):
+    cluster.service_accounts.clear()
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.FAIL
+    assert "no ServiceAccount satk8s-runner in team-a" in result.message
+
+
+def test_a_missing_pull_secret_and_no_identity_for_env_credentials_warn(cluster):
+    cluster.service_accounts["satk8s-runner"]["imagePullSecrets"] = ["regcred"]
+    cluster.configmaps["satk8s-settings"]["s3Secret"] = ""
+
+    result = _results(cluster)["runner"]
+
+    assert result.status is Status.WARN
+    assert "image pull secret regcred does not exist" in result.message
+    assert "has no cloud identity annotation" in result.message
+    assert "serviceAccount.awsRoleArn" in result.fix
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+def test_no_store_in_the_settings_warns_with_the_helm_fix(cluster):
+    cluster.configmaps["satk8s-settings"]["storeRoot"] = ""
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.WARN
+    assert "--set store.root=s3://<bucket>/<prefix>" in result.fix
+
+
+def test_a_store_that_does_not_read_back_fails(cluster):
+    cluster.s3_get_corrupt = True
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "read back other bytes than were written" in result.message
+
+
+def test_a_store_write_denied_names_the_secret_to_grant(cluster):
+    cluster.s3_put = (403, "AccessDenied")
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "cannot write s3://acme-satk8s-store/satk8s/.satk8s-doctor/" in result.message
+    assert "grant the keys in Secret satk8s-s3 s3:PutObject" in result.fix
+    assert "arn:aws:s3:::acme-satk8s-store/satk8s/*" in result.fix
+
+
+def test_a_store_secret_without_its_keys_fails_before_probing(cluster):
+    cluster.secrets["satk8s-s3"] = {"AWS_ACCESS_KEY_ID": ACCESS_KEY}
+
+    result = _results(cluster)["store"]
+
+    assert result.status is Status.FAIL
+    assert "the step pods would have no S3 keys" in result.message
+    assert not any(k.startswith("satk8s/") for k in cluster.s3_keys_seen)
+
+
+def test_a_bad_settings_key_is_named(cluster):
+    cluster.configmaps["satk8s-settings"]["storeRoot"] = "s3://<bucket>/satk8s"
+
+    results = _results(cluster)
+
+    assert results["secrets"].status is Status.FAIL
+    assert "config field 'storeRoot': 's3://<bucket>/satk8s' is a placeholder" in (
+        results["secrets"].message
+    )
+    assert results["store"].status is Status.FAIL
+
+
+# -- the UI ---------------------------------------------------------------------------------------
+
+
+def test_single_user_kfp_shows_reports_with_the_launchers_credentials(cluster):
+    cluster.kfp_body = json.dumps({**json.loads(cluster.kfp_body), "multi_user": False})
+
+    result = _results(cluster)["ui-reports"]
+
+    assert result.status is Status.OK
+
+
+def test_multi_user_kfp_with_an_s3_root_says_what_the_admin_must_grant(cluster):
+    result = _results(cluster)["ui-reports"]
+
+    assert result.status is Status.WARN
+    assert "with the UI's own credentials" in result.message
+    assert "ml-pipeline-ui" in result.fix and f"arn:aws:s3:::{BUCKET}/*" in result.fix
+    assert "satk8s runs status RUN_ID" in result.fix

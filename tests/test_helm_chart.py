@@ -16,8 +16,10 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from satk8s.doctor.launcher import parse_launcher
+from satk8s.cluster.launcher import merged_keys, parse_launcher
+from satk8s.cluster.settings import ClusterSettings
 from satk8s.doctor.secrets import SECRETS as DOCTOR_SECRETS
+from tests.kube_fake import KFP_PROFILE_OBJECTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +48,7 @@ CLUSTER_SCOPED = {
 DIGEST = "sha256:" + "ab" * 32
 FULL_VALUES = {
     "store": {
+        "root": "s3://acme-ml-store/satk8s",
         "pipelineRoot": "s3://acme-ml-runs/satk8s",
         "endpoint": "minio-service.kubeflow:9000",
         "region": "us-east-1",
@@ -165,7 +168,6 @@ def test_default_values_make_just_the_namespace_basics(default):
     objects, _ = default
 
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
-        ("ConfigMap", "kfp-launcher"),
         ("ConfigMap", "satk8s-settings"),
         ("Role", "satk8s-runner"),
         ("RoleBinding", "satk8s-runner"),
@@ -253,26 +255,46 @@ def test_run_role_is_least_privilege(default):
         assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(
             rule["verbs"]
         ), rule
-    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert secret_rules == [
+    # Exactly what KFP 2.17's driver and launcher and Argo's executor do in a run's pods.
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["kfp-launcher", "satk8s-settings"],
+            "verbs": ["get"],
+        },
         {
             "apiGroups": [""],
             "resources": ["secrets"],
-            "resourceNames": ["satk8s-s3"],
+            # The S3 keys, and KFP's own store's keys for its default minio:// root.
+            "resourceNames": ["satk8s-s3", "mlpipeline-minio-artifact"],
             "verbs": ["get"],
-        }
+        },
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["workflowtaskresults"],
+            "verbs": ["create", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
     ]
-    configmap_rules = [r for r in role["rules"] if "configmaps" in r["resources"]]
-    assert configmap_rules[0]["resourceNames"] == ["kfp-launcher", "satk8s-settings"]
     binding = one(objects, "RoleBinding", "satk8s-runner")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "satk8s-runner", "namespace": NS}
     ]
 
 
+def test_with_its_own_pipeline_root_the_role_reads_only_the_s3_secret(full):
+    objects, _ = full
+    role = one(objects, "Role", "satk8s-runner")
+
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert [r["resourceNames"] for r in secret_rules] == [["satk8s-s3"]]
+
+
 def test_cloud_identity_means_no_secret_access_at_all():
     objects, _ = render(
         {
+            "store": {"pipelineRoot": "s3://acme-ml-runs/kfp"},
             "secrets": {"s3": {"source": "fromEnv"}},
             "serviceAccount": {"awsRoleArn": "arn:aws:iam::123456789012:role/r"},
         }
@@ -281,8 +303,8 @@ def test_cloud_identity_means_no_secret_access_at_all():
     role = one(objects, "Role", "satk8s-runner")
     assert not any("secrets" in r["resources"] for r in role["rules"])
     assert by_kind(objects, "Secret") == []
-    launcher = parse_launcher(one(objects, "ConfigMap", "kfp-launcher")["data"])
-    assert launcher.secret_ref is None
+    settings = one(objects, "ConfigMap", "satk8s-settings")["data"]
+    assert settings["s3Secret"] == ""  # the compiler then references no S3 Secret
 
 
 def test_every_pod_runs_as_non_root_with_no_privileges(full):
@@ -336,13 +358,32 @@ def test_workload_identity_annotations_for_gke_and_azure():
 # -- What KFP and satk8s read ------------------------------------------------------------------
 
 
-def test_kfp_launcher_configmap_is_what_kfp_and_the_doctor_expect(full):
-    objects, _ = full
-    data = one(objects, "ConfigMap", "kfp-launcher")["data"]
-    providers = yaml.safe_load(data["providers"])
+def _settings(objects: list[dict]) -> ClusterSettings:
+    data = one(objects, "ConfigMap", "satk8s-settings")["data"]
+    return ClusterSettings.from_data(data, "rendered chart", NS)
 
-    assert data["defaultPipelineRoot"] == "s3://acme-ml-runs/satk8s"
-    assert providers == {
+
+@pytest.mark.parametrize("values", [None, FULL_VALUES], ids=["default", "full"])
+def test_the_sdk_reads_every_settings_key_the_chart_writes(values):
+    objects, _ = render(values)
+
+    settings = _settings(objects)  # an unknown or malformed key would raise here
+
+    assert settings.service_account == "satk8s-runner"
+    if values is None:
+        assert (settings.store_root, settings.pipeline_root) == ("", "")
+    else:
+        assert settings.store_root == "s3://acme-ml-store/satk8s"
+        assert settings.pipeline_root == "s3://acme-ml-runs/satk8s"
+
+
+def test_the_launcher_keys_follow_the_chart_values(full):
+    # What `satk8s setup launcher` merges into KFP's kfp-launcher, from the chart's settings.
+    objects, _ = full
+    keys = merged_keys({"clusterDomain": ".svc.cluster.local"}, _settings(objects))
+
+    assert keys["defaultPipelineRoot"] == "s3://acme-ml-runs/satk8s"
+    assert yaml.safe_load(keys["providers"]) == {
         "s3": {
             "default": {
                 "endpoint": "minio-service.kubeflow:9000",
@@ -360,7 +401,7 @@ def test_kfp_launcher_configmap_is_what_kfp_and_the_doctor_expect(full):
             }
         }
     }
-    launcher = parse_launcher(data)  # the doctor's own reader agrees
+    launcher = parse_launcher(keys)  # the doctor's own reader agrees
     assert launcher.secret_ref is not None and launcher.secret_ref.name == "satk8s-s3"
 
 
@@ -371,13 +412,15 @@ def test_settings_leave_aws_endpoints_to_the_client(default):
     # boto3 picks AWS's regional endpoint itself; path style is only forced off AWS.
     assert settings["s3EndpointUrl"] == ""
     assert settings["s3AddressingStyle"] == "auto"
+    provider = yaml.safe_load(merged_keys({}, _settings(objects))["providers"])["s3"]["default"]
+    assert (provider["endpoint"], provider["forcePathStyle"]) == ("s3.amazonaws.com", False)
 
 
-def test_kfp_launcher_can_be_left_to_the_profile_controller():
-    objects, notes = render({"kfpLauncher": {"create": False}})
+@pytest.mark.parametrize("values", [None, FULL_VALUES], ids=["default", "full"])
+def test_the_chart_never_renders_kfp_launcher(values):
+    objects, _ = render(values)
 
     assert [o for o in objects if o["metadata"]["name"] == "kfp-launcher"] == []
-    assert "kfpLauncher.create=false" in notes
 
 
 def test_created_s3_secret_holds_the_keys_kfp_launcher_names(full):
@@ -482,13 +525,21 @@ def test_priority_classes_only_when_created(full, default):
 
 def test_notes_give_the_next_steps(default, full):
     _, notes = default
-    assert "store.pipelineRoot is still the chart's placeholder" in notes
+    assert "store.root is empty" in notes
+    assert "--set store.root=s3://<bucket>/<prefix>" in notes
     assert "kubectl -n team-a create secret generic satk8s-s3" in notes
     assert "satk8s doctor --namespace team-a" in notes
-    assert "make submit" in notes
+    assert "satk8s setup launcher" not in notes  # no pipeline root to merge
+    assert "KFP_NAMESPACE=team-a STORE=s3://<bucket>/<prefix>" in notes
+    # Which token submits, in either install; not the run account's.
+    assert "create token default-editor --audience=pipelines.kubeflow.org" in notes
+    assert "standalone KFP: no token" in notes
+    assert "it runs as satk8s-runner" in notes
 
     _, notes = full
-    assert "placeholder" not in notes
+    assert "store.root is empty" not in notes
+    assert "satk8s setup launcher --namespace team-a" in notes
+    assert "KFP_NAMESPACE=team-a\n" in notes
     assert "keeps the S3 keys in Helm's release record" in notes  # source=create warns
     assert "helm test satk8s -n team-a" in notes
     assert "satk8s-h100  ->  16 GPUs on pool h100" in notes
@@ -512,6 +563,9 @@ def _with(path: str, value) -> dict:
     ("values", "message"),
     [
         (_with("store.pipelineRoot", "gs://acme/runs"), "at '/store/pipelineRoot'"),
+        (_with("store.root", "s3://satk8s/store"), "at '/store/root'"),
+        (_with("store.root", "s3://<bucket>/satk8s"), "at '/store/root'"),
+        ({"kfpLauncher": {"create": True}}, "additional properties 'kfpLauncher' not allowed"),
         (_with("store.endpoint", "https://s3.amazonaws.com"), "at '/store/endpoint'"),
         ({"storage": {"pipelineRoot": "s3://a/b"}}, "additional properties 'storage' not allowed"),
         (_with("secrets.s3.source", "plaintext"), "value must be one of 'fromEnv', 'create'"),
@@ -551,6 +605,9 @@ def _with(path: str, value) -> dict:
     ],
     ids=[
         "gcs-root",
+        "placeholder-store",
+        "store-from-the-docs",
+        "chart-owned-launcher",
         "endpoint-with-scheme",
         "typo-key",
         "unknown-source",
@@ -578,3 +635,95 @@ def test_schema_accepts_default_and_full_values():
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(chart.merge_values())
         chart.validate_schema(chart.merge_values(FULL_VALUES))
+
+
+# -- Installing next to what KFP owns -----------------------------------------------------------
+
+KFP_STANDALONE_OBJECTS = (
+    {
+        ("ConfigMap", name)
+        for name in (
+            "kfp-launcher",
+            "metadata-envoy-configmap",
+            "metadata-grpc-configmap",
+            "ml-pipeline-ui-configmap",
+            "pipeline-install-config",
+            "workflow-controller-configmap",
+        )
+    }
+    | {
+        ("ServiceAccount", name)
+        for name in (
+            "kubeflow-pipelines-cache",
+            "kubeflow-pipelines-container-builder",
+            "kubeflow-pipelines-metadata-writer",
+            "kubeflow-pipelines-viewer",
+            "metadata-grpc-server",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent",
+            "ml-pipeline-scheduledworkflow",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-crd-service-account",
+            "ml-pipeline-visualizationserver",
+            "pipeline-runner",
+        )
+    }
+    | {
+        ("Role", name)
+        for name in (
+            "kubeflow-pipelines-cache-role",
+            "kubeflow-pipelines-metadata-writer-role",
+            "kubeflow-pipelines-public",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent-role",
+            "ml-pipeline-scheduledworkflow-role",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-controller-role",
+            "pipeline-runner",
+        )
+    }
+    | {
+        ("RoleBinding", name)
+        for name in (
+            "kubeflow-pipelines-cache-binding",
+            "kubeflow-pipelines-metadata-writer-binding",
+            "kubeflow-pipelines-public",
+            "ml-pipeline",
+            "ml-pipeline-persistenceagent-binding",
+            "ml-pipeline-scheduledworkflow-binding",
+            "ml-pipeline-ui",
+            "ml-pipeline-viewer-crd-binding",
+            "pipeline-runner-binding",
+        )
+    }
+    | {("Secret", "mysql-secret"), ("Secret", "mlpipeline-minio-artifact")}
+)
+"""Namespaced objects a standalone KFP 2.17 install keeps in its own namespace (`kubeflow`),
+where standalone runs execute: kubeflow/pipelines@2.17.0:manifests/kustomize/base/pipeline/
+(kfp-launcher-configmap.yaml, pipeline-runner-role.yaml, pipeline-runner-sa.yaml, ...),
+base/installs/generic/ (pipeline-install-config.yaml, mysql-secret.yaml), base/metadata/base/,
+base/cache/ and third-party/argo/base/; none carries Helm's ownership metadata."""
+
+
+def helm_install_conflicts(objects: list[dict], existing: set[tuple[str, str]]) -> list[str]:
+    """The errors `helm install` stops with when a rendered object already exists without
+    Helm's ownership metadata: helm/helm:pkg/action/validate.go (existingResourceConflict and
+    checkOwnership: an existing object is adopted only when it carries the label
+    app.kubernetes.io/managed-by=Helm and the release name and namespace annotations)."""
+    return [
+        f'{o["kind"]} "{o["metadata"]["name"]}" in namespace "{NS}" exists and cannot be '
+        "imported into the current release: invalid ownership metadata"
+        for o in objects
+        if (o["kind"], o["metadata"]["name"]) in existing
+    ]
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [KFP_PROFILE_OBJECTS, KFP_STANDALONE_OBJECTS],
+    ids=["multi-user-profile", "standalone-kubeflow"],
+)
+def test_default_install_succeeds_where_kfp_already_owns_kfp_launcher(default, existing):
+    objects, _ = default
+
+    assert helm_install_conflicts(objects, existing) == []

@@ -1,19 +1,14 @@
-"""Submitting to and watching a KFP API server: kfp.Client against a loopback fake.
-
-The fake speaks the KFP v2beta1 REST endpoints kfp.Client uses (healthz, experiments list and
-create, runs create, get and list) and records every request, so the tests check what a real
-server would receive: bodies, query parameters and the Authorization header.
-"""
+"""Submitting to and watching a KFP API server: kfp.Client against a loopback fake
+(`tests/kfp_fake.py`: the KFP 2.17 v2beta1 REST endpoints kfp.Client uses, every request
+recorded), so the tests check what a real server would receive: bodies, query parameters and the
+Authorization header."""
 
 # No `from __future__ import annotations` here: kfp's @dsl.component reads the component's
 # annotations as real types, and string annotations break it.
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import typer
@@ -30,148 +25,9 @@ from satk8s.orchestration.kfp_client import (
     wait_for_run,
 )
 from satk8s.orchestration.kfp_client import submit as submit_run
+from tests.kfp_fake import API, FakeKfp
 
 TOKEN = "tok-SECRET-9f8e7d6c5b4a"
-API = "/apis/v2beta1"
-
-
-class FakeKfp:
-    """State and request log of the fake KFP API server."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.experiments: list[dict[str, Any]] = []
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.states: dict[str, list[str]] = {}
-        """run id -> states the next GETs return; the last one repeats."""
-        self.fail_create_run: tuple[int, str] | None = None
-        self.lock = threading.Lock()
-
-    def add_run(self, run_id: str, name: str, experiment_id: str, states: list[str], **extra):
-        self.runs[run_id] = {
-            "run_id": run_id,
-            "display_name": name,
-            "experiment_id": experiment_id,
-            "state": states[0],
-            "created_at": f"2026-01-0{len(self.runs) + 1}T10:00:00Z",
-            **extra,
-        }
-        self.states[run_id] = list(states)
-
-    def add_experiment(self, name: str, namespace: str) -> str:
-        exp_id = f"exp-{len(self.experiments) + 1}"
-        self.experiments.append(
-            {"experiment_id": exp_id, "display_name": name, "namespace": namespace}
-        )
-        return exp_id
-
-    def handle(self, method: str, url: str, body: Any) -> tuple[int, Any]:
-        parsed = urlparse(url)
-        path, query = parsed.path, parse_qs(parsed.query)
-        if method == "GET" and path == f"{API}/healthz":
-            return 200, {"multi_user": False, "pipeline_store": "fake"}
-        if method == "GET" and path == f"{API}/experiments":
-            predicates = json.loads(query.get("filter", ["{}"])[0]).get("predicates", [])
-            names = {p["stringValue"] for p in predicates if p.get("key") == "display_name"}
-            found = [e for e in self.experiments if not names or e["display_name"] in names]
-            return 200, {"experiments": found, "total_size": len(found)} if found else {}
-        if method == "POST" and path == f"{API}/experiments":
-            exp_id = self.add_experiment(body["display_name"], body.get("namespace", ""))
-            return 200, self.experiments[-1] | {"experiment_id": exp_id}
-        if method == "POST" and path == f"{API}/runs":
-            if self.fail_create_run:
-                status, message = self.fail_create_run
-                return status, {"error": message, "code": 13, "message": message}
-            run_id = f"run-{len(self.runs) + 1:04d}"
-            self.add_run(run_id, body["display_name"], body["experiment_id"], ["PENDING"])
-            return 200, self.runs[run_id]
-        if method == "GET" and path == f"{API}/runs":
-            runs = [
-                r
-                for r in self.runs.values()
-                if r["experiment_id"] in query.get("experiment_id", [r["experiment_id"]])
-            ]
-            runs.sort(key=lambda r: r["created_at"], reverse=True)
-            return 200, {"runs": runs, "total_size": len(runs)}
-        if method == "GET" and path.startswith(f"{API}/runs/"):
-            run_id = path.rsplit("/", 1)[1]
-            if run_id not in self.runs:
-                message = f"Run {run_id} not found"
-                return 404, {"error": message, "code": 5, "message": message}
-            states = self.states[run_id]
-            state = states.pop(0) if len(states) > 1 else states[0]
-            self.runs[run_id]["state"] = state
-            if state in ("SUCCEEDED", "FAILED", "CANCELED"):
-                self.runs[run_id]["finished_at"] = "2026-01-09T11:00:00Z"
-            return 200, self.runs[run_id]
-        return 404, {"error": "no such endpoint", "code": 5, "message": f"{method} {path}"}
-
-
-def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            with state.lock:
-                state.requests.append(
-                    {
-                        "method": method,
-                        "path": urlparse(self.path).path,
-                        "query": parse_qs(urlparse(self.path).query),
-                        "headers": dict(self.headers),
-                        "authorization": self.headers.get("Authorization"),
-                        "body": body,
-                    }
-                )
-                status, payload = state.handle(method, self.path, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def kfp_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    import kfp
-
-    # kfp.Client reads ~/.config/kfp/context.json and KF_PIPELINES_* variables: keep both out.
-    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "no-context.json"))
-    for name in (
-        "KF_PIPELINES_ENDPOINT",
-        "KF_PIPELINES_UI_ENDPOINT",
-        "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
-        "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME",
-        "KFP_HOST",
-        "KFP_TOKEN",
-        "KFP_NAMESPACE",
-        "KFP_EXPERIMENT",
-        "KFP_PIPELINE_ROOT",
-        "KFP_UI_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    state = FakeKfp()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.host = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -290,14 +146,37 @@ def test_submit_reuses_an_existing_experiment_and_names_the_run(
     assert run.run_name.startswith("tiny-sum 20")  # pipeline name and UTC time
 
 
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    """A settings file as `satk8s settings export` writes it, naming a run account."""
+    from satk8s.cluster.settings import ClusterSettings
+
+    path = tmp_path / "settings.yaml"
+    settings = ClusterSettings(store_root="s3://acme-runs/satk8s", service_account="team-runner")
+    path.write_text(settings.export_yaml())
+    return path
+
+
 def test_submit_cli_prints_run_id_and_link_never_the_token(
-    kfp_server: FakeKfp, package: Path
+    kfp_server: FakeKfp, package: Path, settings_file: Path
 ) -> None:
     result = _invoke(
-        ["submit", str(package), "--arg", "a=7", "--arg", "label=hi"], _env(kfp_server)
+        [
+            "submit",
+            str(package),
+            "--arg",
+            "a=7",
+            "--arg",
+            "label=hi",
+            "--settings",
+            str(settings_file),
+        ],
+        _env(kfp_server),
     )
 
     assert result.exit_code == 0, result.output
+    assert "runs as:    team-runner" in result.output
+    assert kfp_server.requests[-1]["body"]["service_account"] == "team-runner"
     assert "run id:     run-0001" in result.output
     assert "url:        https://kubeflow.example.com/pipeline/#/runs/details/run-0001" in (
         result.output
@@ -402,7 +281,7 @@ def test_server_errors_name_the_host_and_mask_the_token(kfp_server: FakeKfp, pac
 
 def test_a_rejected_token_says_to_set_kfp_token(kfp_server: FakeKfp, package: Path) -> None:
     original = kfp_server.handle
-    kfp_server.handle = lambda method, url, body: (  # type: ignore[method-assign]
+    kfp_server.handle = lambda method, url, body, auth=None: (  # type: ignore[method-assign]
         (401, {"message": "Unauthorized"}) if "healthz" in url else original(method, url, body)
     )
     with pytest.raises(KfpError, match=r"refused the request \(HTTP 401\); set KFP_TOKEN"):
@@ -515,22 +394,41 @@ def test_wait_stops_on_a_cancelled_run_and_times_out_on_a_stuck_one(kfp_server: 
     assert "error: run run-stuck is still RUNNING after 0.1 s" in stuck.output
 
 
-def test_a_forbidden_namespace_is_named(kfp_server: FakeKfp, package: Path) -> None:
-    original = kfp_server.handle
+def test_a_403_names_the_refused_identity_and_the_token_that_can_submit(
+    kfp_server: FakeKfp, package: Path
+) -> None:
+    # Multi-user KFP authorizes the token's identity in the namespace; the run account's token
+    # (the chart's satk8s-runner) has no pipelines.kubeflow.org permissions.
+    kfp_server.multi_user = True
+    kfp_server.identities = {TOKEN: "system:serviceaccount:team-a:satk8s-runner"}
+    kfp_server.permitted = {"system:serviceaccount:team-a:default-editor"}
 
-    def forbid_experiments(method: str, url: str, body: Any) -> tuple[int, Any]:
-        if method == "POST" and "experiments" in url:
-            return 403, {"message": "user is not authorized to create in namespace team-a"}
-        return original(method, url, body)
-
-    kfp_server.handle = forbid_experiments  # type: ignore[method-assign]
     with pytest.raises(KfpError) as err:
         submit_run(package, _settings(kfp_server), arguments={"a": 1})
-    assert str(err.value) == (
-        f"KFP API at {kfp_server.host}: submitting the run failed (HTTP 403): user is not "
-        "authorized to create in namespace team-a; is KFP_NAMESPACE (team-a) a namespace this "
-        "token may use (your profile namespace on a multi-user Kubeflow)?"
+
+    message = str(err.value)
+    assert message.startswith(
+        f"KFP API at {kfp_server.host}: submitting the run failed (HTTP 403): User "
+        "'system:serviceaccount:team-a:satk8s-runner' is not authorized"
     )
+    assert (
+        "Likely cause: 'system:serviceaccount:team-a:satk8s-runner' has no Kubeflow Pipelines "
+        "permissions in namespace team-a" in message
+    )
+    assert "(satk8s-runner) is for the run's pods" in message
+    assert "kubectl -n team-a create token default-editor --audience=pipelines.kubeflow.org" in (
+        message
+    )
+    assert TOKEN not in message
+    assert not kfp_server.runs
+
+    # The profile's default-editor token is let through, and the run still executes as the
+    # account the request names.
+    kfp_server.identities = {TOKEN: "system:serviceaccount:team-a:default-editor"}
+    run = submit_run(
+        package, _settings(kfp_server), arguments={"a": 1}, service_account="satk8s-runner"
+    )
+    assert kfp_server.runs[run.run_id]["service_account"] == "satk8s-runner"
 
 
 def test_arg_without_a_value_is_a_usage_error(kfp_server: FakeKfp, package: Path) -> None:
@@ -538,3 +436,134 @@ def test_arg_without_a_value_is_a_usage_error(kfp_server: FakeKfp, package: Path
     assert result.exit_code == 2
     assert "expected NAME=VALUE, got 'a'" in result.output
     assert kfp_server.requests == []
+
+
+# -- the run's identity and the backend version ----------------------------------------------
+
+
+@pytest.fixture
+def cluster_env(cluster, kfp_server: FakeKfp, tmp_path: Path) -> dict[str, str]:
+    """A user whose kubeconfig reaches a namespace with the chart installed (satk8s-settings
+    names the run account) and whose KFP_* settings reach the KFP server."""
+    from tests.kube_fake import kubeconfig
+
+    return {**_env(kfp_server), "KUBECONFIG": str(kubeconfig(tmp_path, cluster.port))}
+
+
+def test_runs_use_the_runner_service_account_named_in_the_namespace_settings(
+    kfp_server: FakeKfp, cluster_env: dict[str, str], package: Path
+) -> None:
+    kfp_server.multi_user = True
+
+    result = _invoke(["submit", str(package), "--arg", "a=1"], cluster_env)
+
+    assert result.exit_code == 0, result.output
+    (create,) = [r for r in kfp_server.requests if r["path"] == f"{API}/runs"]
+    assert create["body"]["service_account"] == "satk8s-runner"
+    # Without it the server would run the pipeline as the profile's default-editor.
+    assert kfp_server.runs["run-0001"]["service_account"] == "satk8s-runner"
+
+
+def test_a_kfp_2_14_backend_is_refused_naming_optional_secret_refs(
+    kfp_server: FakeKfp, package: Path
+) -> None:
+    kfp_server.tag_name = "2.14.0"
+
+    with pytest.raises(KfpError) as err:
+        submit_run(package, _settings(kfp_server), arguments={"a": 1})
+
+    message = str(err.value)
+    assert "KFP 2.14.0" in message and "2.15" in message
+    assert "optional: true" in message and "CreateContainerConfigError" in message
+    assert [r["path"] for r in kfp_server.requests] == [f"{API}/healthz"]  # nothing created
+
+
+# -- where a run's report is ----------------------------------------------------------------------
+
+
+def _write_report_output(root: Path, key: str, config: dict, finished: float) -> Path:
+    """A finished report output in a file:// store, its manifest as steps write it."""
+    from satk8s.store.manifest import build_manifest, manifest_bytes
+
+    out = root / "steps" / "report" / key
+    out.mkdir(parents=True)
+    (out / "report.md").write_text("# Results\n")
+    manifest = build_manifest("report", config, {}, {}, [], started=finished - 1)
+    manifest["timings"]["finished"] = finished
+    (out / "manifest.json").write_bytes(manifest_bytes(manifest))
+    return out
+
+
+def test_runs_status_prints_the_reports_store_paths(kfp_server: FakeKfp, tmp_path: Path) -> None:
+    from satk8s.grid import load_plan
+    from satk8s.pipelines.builder import compile_plan
+
+    images = {"gpu": "r/gpu@sha256:" + "a" * 64, "cpu": "r/cpu@sha256:" + "b" * 64}
+    plan = load_plan("smoke")
+    package = compile_plan(plan, tmp_path / "smoke.yaml", images)
+    spec = next(yaml.safe_load_all(package.read_text()))
+    store = tmp_path / "store"
+    config = plan.node("report").config
+    older = _write_report_output(store, "a" * 32, config, finished=1000.0)
+    newer = _write_report_output(store, "b" * 32, config, finished=2000.0)
+    _write_report_output(store, "c" * 32, {**config, "title": "another grid"}, finished=3000.0)
+    exp = kfp_server.add_experiment("satk8s-test", "team-a")
+    # What the server returns for a run created from an inline spec (api_converter.go toApiRun):
+    # the spec as kfp.Client sent it, the runtime config, the service account.
+    kfp_server.add_run(
+        "run-r",
+        "smoke",
+        exp,
+        ["SUCCEEDED"],
+        pipeline_spec={"pipeline_spec": spec, "platform_spec": {}},
+        runtime_config={"parameters": {"store_root": store.as_uri()}},
+        service_account="satk8s-runner",
+    )
+
+    result = _invoke(["runs", "status", "run-r"], _env(kfp_server))
+
+    assert result.exit_code == 0, result.output
+    assert "runs as:     satk8s-runner" in result.output
+    assert f"store:       {store.as_uri()}" in result.output
+    assert f"report:      {newer.as_uri()}/report.md" in result.output
+    assert f"report HTML: {newer.as_uri()}/report.html" in result.output
+    assert older.as_uri() not in result.output
+
+    # Before the report step has run, the prefix it will be under.
+    kfp_server.add_run(
+        "run-s",
+        "smoke",
+        exp,
+        ["RUNNING"],
+        pipeline_spec=spec,
+        runtime_config={"parameters": {"store_root": (tmp_path / "empty").as_uri()}},
+    )
+    result = _invoke(["runs", "status", "run-s"], _env(kfp_server))
+    assert f"report:      under {(tmp_path / 'empty').as_uri()}/steps/report/ (not written yet" in (
+        result.output
+    )
+
+
+def test_a_backend_version_that_cannot_be_read_is_a_warning_not_a_refusal(
+    kfp_server: FakeKfp, package: Path, settings_file: Path
+) -> None:
+    kfp_server.tag_name = "unknown"  # the API server's value when built without TAG_NAME
+
+    result = _invoke(
+        ["submit", str(package), "--arg", "a=1", "--settings", str(settings_file)],
+        _env(kfp_server),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "warning: could not read the KFP backend version" in result.output
+    assert "healthz tag_name 'unknown'" in result.output
+    assert "run id:     run-0001" in result.output
+
+    kfp_server.tag_name = "v2.14.4"
+    result = _invoke(
+        ["submit", str(package), "--arg", "a=1", "--settings", str(settings_file)],
+        _env(kfp_server),
+    )
+    assert result.exit_code == 2
+    assert "is KFP v2.14.4 (healthz tag_name); satk8s needs KFP 2.15 or newer" in result.output
+    assert len(kfp_server.runs) == 1

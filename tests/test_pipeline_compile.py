@@ -20,6 +20,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from typer.testing import CliRunner
 
 from satk8s.cli.pipeline_cmd import compile_cmd, report_summary, run
+from satk8s.cluster.settings import ClusterSettings
 from satk8s.errors import ConfigError
 from satk8s.grid.plan import Cell, Node, Plan
 from satk8s.orchestration.component_runner import (
@@ -554,11 +555,25 @@ def test_demo_is_the_smoke_grid_run_locally(
 # -- the real grids ----------------------------------------------------------------------------
 
 
+CLUSTER = ClusterSettings(
+    store_root="s3://acme-satk8s/store",
+    s3_endpoint_url="http://minio.storage:9000",
+    s3_region="eu-central-1",
+    s3_addressing_style="path",
+    s3_secret="team-a-s3",
+    hub_token_secret="team-a-hf",
+    judge_api_key_secret="team-a-judge",
+    source="test settings",
+)
+"""A namespace's satk8s-settings, with Secret names unlike any default."""
+
+
 @pytest.fixture(scope="module")
 def arith(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from satk8s.grid import load_plan
+    from satk8s.grid.cluster import load_cluster_plan
 
-    plan = load_plan("arith")  # Qwen3 on GPU node pools (compute/gpu.yaml), external oracle
+    # Qwen3 on GPU node pools (compute/gpu.yaml), external oracle, for a cluster.
+    plan = load_cluster_plan("arith", [], CLUSTER)
     path = compile_plan(plan, tmp_path_factory.mktemp("arith") / "arith.yaml", IMAGES)
     spec, platform = load_docs(path)
     tasks = {t["taskInfo"]["name"]: (k, t) for k, t in spec["root"]["dag"]["tasks"].items()}
@@ -577,8 +592,14 @@ def test_arith_grid_profiles_on_the_right_tasks(arith: dict[str, Any]) -> None:
         seen_roles.add(node.role)
         resources = container(arith, node.id)["resources"]
         spec = k8s(arith, node.id)
-        # Shared secrets reach every task, by name.
-        assert {s["secretName"] for s in spec["secretAsEnv"]} >= {"satk8s-s3", "satk8s-hub-token"}
+        # The settings' Secrets reach every task, by name, and the store endpoint as env.
+        assert {s["secretName"] for s in spec["secretAsEnv"]} == {"team-a-s3", "team-a-hf"}
+        env = {e["name"]: e["value"] for e in container(arith, node.id)["env"]}
+        assert env == {
+            "SATK8S_S3_ADDRESSING_STYLE": "path",
+            "SATK8S_S3_ENDPOINT_URL": "http://minio.storage:9000",
+            "SATK8S_S3_REGION": "eu-central-1",
+        }
         if node.role in gpu_roles:
             profile = plan.profiles[node.role]
             assert container(arith, node.id)["image"] == IMAGES["gpu"]

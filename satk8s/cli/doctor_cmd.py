@@ -45,19 +45,22 @@ def doctor(
     only: str | None = typer.Option(
         None,
         "--only",
-        help="Comma-separated checks to run: api, gpu-nodes, kfp-api, kfp-launcher, secrets, "
-        "bucket. Default: all.",
+        help="Comma-separated checks to run: api, gpu-nodes, kfp-api, secrets, runner, store, "
+        "kfp-launcher, bucket, ui-reports. Default: all.",
     ),
 ) -> None:
-    """Check the cluster: GPU nodes, KFP API, namespace settings, bucket; each failure with its fix.
+    """Check the cluster for runs: GPU nodes, KFP, settings, run account, store; each with its fix.
 
-    Reads the GPU nodes per pool and their allocatable nvidia.com/gpu, checks that the KFP API
-    answers, that the namespace's ConfigMaps and Secrets are present, and that the bucket is
-    writable."""
+    Reads the GPU nodes per pool and their allocatable nvidia.com/gpu; checks that the KFP API
+    answers with a supported version (2.15 or newer); that satk8s-settings and the Secrets it
+    names are there; that the run ServiceAccount exists (its cloud identity, pull secrets); that
+    the store bucket takes a write, a read and a delete with the credentials the pods get; that
+    kfp-launcher gives the pipeline root the settings name, with credentials, and that bucket
+    takes the same probe; and whether the Kubeflow UI can show the reports."""
     from kubernetes.config import ConfigException
 
+    from satk8s.cluster.kube import connect
     from satk8s.doctor import DoctorContext, DoctorOptions, failed, format_report, run_doctor
-    from satk8s.doctor.cluster import connect
     from satk8s.doctor.runner import select_checks
 
     try:

@@ -75,7 +75,7 @@ def _cell_groups(plan: Plan) -> list[tuple[str, str, list[int]]]:
 def _table(plan: Plan, counts: dict[str, Any]) -> str:
     lines = [
         f"grid {plan.grid}: {len(plan.cells)} cells (signal x algorithm x seed), "
-        f"store {plan.store_root}",
+        f"store {plan.store_root or '(the cluster store of satk8s-settings)'}",
         "",
         f"  {'signal':<14}{'algorithm':<16}seeds",
     ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from satk8s.cli.cluster_cmd import settings_app, setup_app
 from satk8s.cli.component_cmd import COMPONENT_SETTINGS, component
 from satk8s.cli.doctor_cmd import doctor
 from satk8s.cli.grid_cmd import grid_app
@@ -101,6 +102,8 @@ app.add_typer(store_app, name="store")
 app.add_typer(grid_app, name="grid")
 app.command("submit")(submit)
 app.add_typer(runs_app, name="runs")
+app.add_typer(settings_app, name="settings")
+app.add_typer(setup_app, name="setup")
 app.command("component", context_settings=COMPONENT_SETTINGS)(component)
 
 

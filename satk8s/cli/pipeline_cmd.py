@@ -31,19 +31,44 @@ def compile_cmd(
         help="Image digests file (name -> repo@sha256:…); default images/digests.json, "
         "written by `make images`.",
     ),
+    settings_file: Path | None = typer.Option(
+        None,
+        "--settings",
+        help="Cluster settings file (`satk8s settings export`) instead of reading the "
+        "namespace's satk8s-settings ConfigMap with your kubeconfig.",
+    ),
+    namespace: str | None = typer.Option(
+        None,
+        "--namespace",
+        "-n",
+        envvar="KFP_NAMESPACE",
+        help="Namespace whose satk8s-settings to read (the one runs go to). Default: "
+        "$KFP_NAMESPACE, else the kubeconfig context's.",
+    ),
 ) -> None:
-    """Compile a grid into one Kubeflow pipeline YAML (one task per deduplicated step run)."""
+    """Compile a grid into one Kubeflow pipeline YAML for the cluster (one task per
+    deduplicated step run).
+
+    The store, the Secrets the pods get and the store endpoint come from the cluster settings
+    (the chart's satk8s-settings ConfigMap, or --settings FILE); a store.root=… override wins.
+    Fails before writing anything when there is no store."""
+    from satk8s.cluster.settings import load_settings
     from satk8s.errors import Satk8sError
-    from satk8s.grid import load_plan
+    from satk8s.grid.cluster import load_cluster_plan
     from satk8s.pipelines.builder import compile_plan, resolve_images
 
     try:
         refs = resolve_images(images)  # first: a missing digests file fails before expansion
-        plan = load_plan(grid, overrides or [])
+        settings = load_settings(settings_file, namespace)
+        plan = load_cluster_plan(grid, overrides or [], settings)
         path = compile_plan(plan, out, refs)
     except Satk8sError as err:
         _fail(err)
-    typer.echo(f"compiled grid {plan.grid}: {len(plan.nodes)} tasks, {len(plan.cells)} cells")
+    typer.echo(
+        f"compiled grid {plan.grid} for {settings.source}: {len(plan.nodes)} tasks, "
+        f"{len(plan.cells)} cells"
+    )
+    typer.echo(f"store: {plan.store_root}")
     typer.echo(f"wrote {path}")
 
 

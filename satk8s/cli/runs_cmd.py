@@ -1,7 +1,8 @@
 """`satk8s submit` and `satk8s runs …`: a compiled pipeline on a Kubeflow Pipelines server.
 
 Settings come from the environment (KFP_HOST, KFP_TOKEN, KFP_NAMESPACE, KFP_EXPERIMENT,
-KFP_PIPELINE_ROOT, KFP_UI_URL; see satk8s.orchestration.kfp_client).
+KFP_PIPELINE_ROOT, KFP_UI_URL; see satk8s.orchestration.kfp_client). The account runs execute
+as comes from the namespace's cluster settings (satk8s.cluster.settings) unless given.
 """
 
 from __future__ import annotations
@@ -51,17 +52,62 @@ def submit(
     arg: list[str] = typer.Option(
         [], "--arg", help="Pipeline parameter, NAME=VALUE (converted to its declared type)."
     ),
+    service_account: str | None = typer.Option(
+        None,
+        "--service-account",
+        help="ServiceAccount the run executes as. Default: serviceAccount of the namespace's "
+        "satk8s-settings (the chart's satk8s-runner).",
+    ),
+    settings_file: Path | None = typer.Option(
+        None,
+        "--settings",
+        help="Cluster settings file (`satk8s settings export`) instead of reading "
+        "satk8s-settings from $KFP_NAMESPACE with your kubeconfig.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the exact request (secrets masked); send nothing."
+    ),
 ) -> None:
-    """Submit a compiled pipeline to the KFP server at $KFP_HOST; print its run id and link."""
-    from satk8s.orchestration.kfp_client import KfpSettings
-    from satk8s.orchestration.kfp_client import submit as submit_run
+    """Submit a compiled pipeline to the KFP server at $KFP_HOST; print its run id and link.
+
+    The run executes as the namespace's run ServiceAccount (satk8s-settings' serviceAccount,
+    or --service-account). A KFP backend older than 2.15 is refused."""
+    import dataclasses
+
+    from satk8s.orchestration.kfp_client import KfpSettings, prepare_submit, send
 
     arguments = _parse_args(arg)
-    run = _run(lambda: submit_run(package, KfpSettings.from_env(), run_name, arguments))
+    settings = _run(KfpSettings.from_env)
+    # The package, its arguments and the host are checked before the cluster is asked.
+    request = _run(lambda: prepare_submit(package, settings, run_name, arguments, service_account))
+    if not request.service_account:
+        account = _run(lambda: _runner_account(settings_file, settings.namespace))
+        request = dataclasses.replace(request, service_account=account)
+    if dry_run:
+        typer.echo(f"dry run: nothing sent to {request.host}")
+        typer.echo(request.describe(settings))
+        return
+    run = _run(lambda: send(request, settings))
+    for note in run.notes:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"run id:     {run.run_id}")
     typer.echo(f"run name:   {run.run_name}")
     typer.echo(f"experiment: {run.experiment}")
+    typer.echo(f"runs as:    {run.service_account}")
     typer.echo(f"url:        {run.url}")
+
+
+def _runner_account(settings_file: Path | None, namespace: str) -> str:
+    from satk8s.cluster.settings import ClusterSettingsError, load_settings
+
+    try:
+        return load_settings(settings_file, namespace).service_account
+    except ClusterSettingsError as err:
+        raise ClusterSettingsError(
+            f"{err}; or name the run account with --service-account (without one, KFP runs "
+            "the pipeline as its default runner, which has none of the chart's identity, "
+            "pull secrets or RBAC)"
+        ) from None
 
 
 @runs_app.command("list")
@@ -89,6 +135,7 @@ def status_cmd(
 
     run = _run(lambda: run_status(run_id, KfpSettings.from_env()))
     _print_run(run)
+    _print_report(run)
 
 
 def _print_run(run: RunInfo) -> None:
@@ -96,6 +143,26 @@ def _print_run(run: RunInfo) -> None:
         value = getattr(run, label)
         if value:
             typer.echo(f"{label + ':':<13}{value}")
+    if run.service_account:
+        typer.echo(f"{'runs as:':<13}{run.service_account}")
+
+
+def _print_report(run: RunInfo) -> None:
+    """The report's store paths, whether or not the Kubeflow UI can show it (on multi-user
+    KFP the UI reads artifacts with its own credentials)."""
+    from satk8s.orchestration.run_report import find_report
+
+    if not run.store_root:
+        return
+    typer.echo(f"{'store:':<13}{run.store_root}")
+    if not run.report_config:
+        return
+    report = find_report(run.store_root, run.report_config)
+    if report.output:
+        for label, path in zip(("report:", "report HTML:"), report.files(), strict=True):
+            typer.echo(f"{label:<13}{path}")
+    else:
+        typer.echo(f"{'report:':<13}under {report.prefix} ({report.note})")
 
 
 @runs_app.command("wait")

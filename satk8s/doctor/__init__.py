@@ -1,8 +1,9 @@
 """`satk8s doctor`: checks that a cluster and one namespace are ready for satk8s runs.
 
-GPU nodes per pool, the Kubeflow Pipelines API, the namespace's kfp-launcher and satk8s-settings
-ConfigMaps and Secrets, and a probe write to the bucket. Each check returns a CheckResult with a
-status, what it saw, and the fix.
+GPU nodes per pool, the Kubeflow Pipelines API and its version, the chart's satk8s-settings and
+the Secrets it names, the run ServiceAccount, probes of the store bucket and of the pipeline
+root's bucket with the credentials the pods get, KFP's kfp-launcher, and whether the Kubeflow UI
+can show reports. Each check returns a CheckResult with a status, what it saw, and the fix.
 """
 
 from satk8s.doctor.context import DoctorContext, DoctorOptions

@@ -9,11 +9,19 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-TIMEOUT_S = 10
-"""Per request: a doctor answers in seconds, even against an unreachable cluster."""
+from satk8s.cluster.kube import TIMEOUT_S
+from satk8s.cluster.launcher import LAUNCHER_CONFIGMAP
+from satk8s.cluster.settings import SETTINGS_CONFIGMAP, ClusterSettings
 
-LAUNCHER_CONFIGMAP = "kfp-launcher"
-SETTINGS_CONFIGMAP = "satk8s-settings"
+__all__ = [
+    "LAUNCHER_CONFIGMAP",
+    "SETTINGS_CONFIGMAP",
+    "TIMEOUT_S",
+    "DoctorContext",
+    "DoctorOptions",
+    "api_error_text",
+    "forbidden",
+]
 
 
 @dataclass
@@ -37,6 +45,8 @@ class DoctorContext:
     options: DoctorOptions
     _configmaps: dict[str, dict[str, str] | None] = field(default_factory=dict)
     _secrets: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    kfp_health: dict[str, Any] | None = None
+    """KFP's healthz answer, once the kfp-api check has read it."""
 
     @property
     def namespace(self) -> str:
@@ -60,6 +70,15 @@ class DoctorContext:
                     raise
                 self._configmaps[name] = None
         return self._configmaps[name]
+
+    def settings(self) -> ClusterSettings | None:
+        """The namespace's satk8s-settings, or None when the chart is not installed. A bad
+        key raises ConfigError; API errors propagate to the check."""
+        data = self.configmap(SETTINGS_CONFIGMAP)
+        if data is None:
+            return None
+        source = f"{SETTINGS_CONFIGMAP} in namespace {self.namespace}"
+        return ClusterSettings.from_data(data, source, self.namespace)
 
     def secret(self, name: str) -> dict[str, str] | None:
         """The Secret's data, decoded, or None if it does not exist. Values stay in memory:

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from satk8s.doctor.context import (
-    SETTINGS_CONFIGMAP,
-    TIMEOUT_S,
-    DoctorContext,
-    api_error_text,
-    forbidden,
-)
+from satk8s.doctor.context import TIMEOUT_S, DoctorContext, api_error_text, forbidden
 from satk8s.doctor.result import CheckResult
 
 NAME = "gpu-nodes"
@@ -89,11 +82,11 @@ def list_gpu_nodes(ctx: DoctorContext) -> list[GpuNode]:
 def _configured_pools(ctx: DoctorContext) -> list[dict]:
     """The chart's gpuPools (name, nodeLabels), if the chart is installed; else none."""
     try:
-        settings = ctx.configmap(SETTINGS_CONFIGMAP) or {}
-        pools = json.loads(settings.get("gpuPools") or "[]")
+        settings = ctx.settings()
     except Exception:  # the secrets check reports a missing or unreadable settings ConfigMap
         return []
-    return [p for p in pools if isinstance(p, dict) and p.get("name")]
+    pools = settings.gpu_pools if settings else ()
+    return [{"name": p.name, "nodeLabels": dict(p.node_labels)} for p in pools]
 
 
 def check_gpu_nodes(ctx: DoctorContext) -> CheckResult:

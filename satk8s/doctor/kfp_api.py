@@ -1,4 +1,5 @@
-"""Check: the Kubeflow Pipelines API answers (directly, or through the API server's proxy)."""
+"""Check: the Kubeflow Pipelines API answers (directly, or through the API server's proxy), and
+its backend is a version satk8s supports (healthz `tag_name`, KFP >= 2.15)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _check_host(ctx: DoctorContext) -> CheckResult:
             "pass a token with --kfp-token or KFP_TOKEN so the auth proxy lets the request "
             "through, or point --kfp-host at KFP's API itself",
         )
-    return CheckResult.ok(NAME, f"{_describe(health)} at {host}")
+    return _judge(ctx, health, host, f" at {host}")
 
 
 def _check_proxy(ctx: DoctorContext) -> CheckResult:
@@ -85,9 +86,35 @@ def _check_proxy(ctx: DoctorContext) -> CheckResult:
         return CheckResult.fail(NAME, f"no answer from {where}: {api_error_text(err)}", fix)
     if not isinstance(health, dict):
         health = {}
-    return CheckResult.ok(NAME, f"{_describe(health)}, {where}")
+    return _judge(ctx, health, where, f", {where}")
+
+
+def _judge(ctx: DoctorContext, health: dict, where: str, suffix: str) -> CheckResult:
+    """OK for a supported backend; FAIL below KFP 2.15, WARN when the version is unknown."""
+    from satk8s.orchestration.kfp_client import KfpError, check_backend
+
+    ctx.kfp_health = health
+    message = f"{_describe(health)}{suffix}"
+    try:
+        note = check_backend(health, where)
+    except KfpError as err:
+        return CheckResult.fail(NAME, str(err), "upgrade Kubeflow Pipelines to 2.15 or newer")
+    if note:
+        return CheckResult.warn(
+            NAME,
+            message,
+            f"{note}; check the KFP version (kubectl -n kubeflow get deploy ml-pipeline -o yaml)",
+        )
+    return CheckResult.ok(NAME, message)
 
 
 def check_kfp_api(ctx: DoctorContext) -> CheckResult:
     """GET KFP's healthz: at --kfp-host when given, else through the API server's proxy."""
     return _check_host(ctx) if ctx.options.kfp_host else _check_proxy(ctx)
+
+
+def kfp_health(ctx: DoctorContext) -> dict | None:
+    """KFP's healthz answer: the kfp-api check's, or read now; None when KFP does not answer."""
+    if ctx.kfp_health is None:
+        check_kfp_api(ctx)
+    return ctx.kfp_health

@@ -12,7 +12,10 @@ from satk8s.doctor.gpu_nodes import check_gpu_nodes
 from satk8s.doctor.kfp_api import check_kfp_api
 from satk8s.doctor.launcher import check_launcher
 from satk8s.doctor.result import CheckResult, Status
+from satk8s.doctor.run_account import check_run_account
 from satk8s.doctor.secrets import check_secrets
+from satk8s.doctor.store import check_store
+from satk8s.doctor.ui_reports import check_ui_reports
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,13 @@ class Check:
 CHECKS: tuple[Check, ...] = (
     Check("api", check_api, "the Kubernetes API answers"),
     Check("gpu-nodes", check_gpu_nodes, "GPU nodes per pool with allocatable nvidia.com/gpu"),
-    Check("kfp-api", check_kfp_api, "the Kubeflow Pipelines API answers"),
-    Check("kfp-launcher", check_launcher, "the namespace's kfp-launcher ConfigMap"),
+    Check("kfp-api", check_kfp_api, "the Kubeflow Pipelines API answers, KFP >= 2.15"),
     Check("secrets", check_secrets, "satk8s-settings and the Secrets it names"),
-    Check("bucket", check_bucket, "the pipeline root's bucket takes a write"),
+    Check("runner", check_run_account, "the run ServiceAccount, its identity and pull secrets"),
+    Check("store", check_store, "the store bucket takes a write, read and delete"),
+    Check("kfp-launcher", check_launcher, "kfp-launcher gives the settings' pipeline root"),
+    Check("bucket", check_bucket, "the pipeline root's bucket takes a write, read and delete"),
+    Check("ui-reports", check_ui_reports, "the Kubeflow UI can show the reports"),
 )
 CHECK_NAMES = tuple(c.name for c in CHECKS)
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from satk8s.cluster.settings import SECRET_KEYS
 from satk8s.doctor.context import SETTINGS_CONFIGMAP, DoctorContext, api_error_text, forbidden
 from satk8s.doctor.launcher import INSTALL_FIX
 from satk8s.doctor.result import CheckResult
+from satk8s.errors import ConfigError
 
 NAME = "secrets"
 
-# (what it is, settings key of the Secret's name, settings keys of the keys it must hold)
-SECRETS = (
-    ("S3 credentials", "s3Secret", ("s3AccessKeyKey", "s3SecretKeyKey")),
-    ("hub token", "hubTokenSecret", ("hubTokenKey",)),
-    ("judge API key", "judgeApiKeySecret", ("judgeApiKeyKey",)),
-)
+_WHAT = {
+    "s3Secret": "S3 credentials",
+    "hubTokenSecret": "hub token",
+    "judgeApiKeySecret": "judge API key",
+}
+SECRETS = tuple((_WHAT[name], name, keys) for name, keys in SECRET_KEYS)
+"""(what it is, settings key of the Secret's name, settings keys of the keys it must hold)."""
 
 
 def check_secrets(ctx: DoctorContext) -> CheckResult:
     ns = ctx.namespace
     try:
         settings = ctx.configmap(SETTINGS_CONFIGMAP)
+        ctx.settings()  # every key checked: a bad value is named here
+    except ConfigError as err:
+        return CheckResult.fail(
+            NAME, str(err), f"fix the chart values and `helm upgrade satk8s helm/satk8s -n {ns}`"
+        )
     except Exception as err:
         return CheckResult.fail(
             NAME,

@@ -125,14 +125,16 @@ class Toleration:
 
 @dataclass
 class SecretEnv:
-    """Keys of one Kubernetes Secret exposed to the step as environment variables."""
+    """Keys of one Kubernetes Secret exposed to the step as environment variables. The chart's
+    Secrets (S3 keys, hub token, judge API key) are added from the cluster settings when a grid
+    is compiled for a cluster (`satk8s.grid.cluster`); list only Secrets of your own here."""
 
     secret: str = MISSING
-    """Secret name, e.g. the chart's `satk8s-s3`, `satk8s-hub-token`, `satk8s-judge-api-key`."""
+    """Secret name."""
     env: dict[str, str] = field(default_factory=dict)
     """Secret key -> environment variable name."""
     optional: bool = False
-    """The pod starts even when the Secret does not exist (a chart secret with source none)."""
+    """The pod starts even when the Secret does not exist (honoured by KFP >= 2.15)."""
 
 
 @dataclass
@@ -184,9 +186,12 @@ class ComputeConfig:
 
     name: str = "local_cpu"
     shared_secrets: list[SecretEnv] = field(default_factory=list)
-    """Secrets every role gets (store credentials, hub token)."""
+    """Secrets every role gets, besides the chart's (added from the cluster settings)."""
     config_maps: list[ConfigMapEnv] = field(default_factory=list)
-    """ConfigMaps every role gets as env (the chart's satk8s-settings: store endpoint)."""
+    """ConfigMaps every role gets as env."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables every role gets; a cluster compile adds the store endpoint,
+    region and addressing style of the cluster settings (SATK8S_S3_*)."""
     generate: ComputeProfile = field(default_factory=ComputeProfile)
     judge: ComputeProfile = field(default_factory=ComputeProfile)
     external_judge: ComputeProfile = field(default_factory=ComputeProfile)
@@ -198,11 +203,8 @@ class ComputeConfig:
 @dataclass
 class StoreConfig:
     root: str = MISSING
-    """Store root: a local path or file:// URI (made absolute), or s3://bucket/prefix."""
-    bucket: str = ""
-    """s3 only: the bucket, for `root: s3://${store.bucket}/${store.prefix}`."""
-    prefix: str = ""
-    """s3 only: the key prefix."""
+    """Store root: a local path or file:// URI (made absolute), or s3://bucket/prefix. Empty:
+    the cluster's store, `storeRoot` of its satk8s-settings (`satk8s.cluster.settings`)."""
 
 
 @dataclass

@@ -60,10 +60,11 @@ def profile_dict(grid: GridConfig, role: str) -> dict[str, Any]:
       "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": "",
                        "effect": "NoSchedule"}],
       "shm_size": "16Gi",                     # memory-backed /dev/shm; "" = none
-      "secrets": [{"secret": "satk8s-s3", "optional": true,
+      "secrets": [{"secret": "team-a-s3", "optional": true,   # the settings' s3Secret
                    "env": {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", ...}}],
-      "config_maps": [{"config_map": "satk8s-settings", "optional": true,
-                       "env": {"s3EndpointUrl": "SATK8S_S3_ENDPOINT_URL", ...}}],
+      "config_maps": [{"config_map": "my-settings", "optional": true,
+                       "env": {"someKey": "SOME_ENV_VAR"}}],
+      "env": {"SATK8S_S3_REGION": "eu-west-1"},  # plain environment variables
       "pod_labels": {},                       # e.g. Kueue's queue-name label
       "retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0,
       "backoff_max_duration": "3600s",
@@ -75,6 +76,7 @@ def profile_dict(grid: GridConfig, role: str) -> dict[str, Any]:
     data = dataclasses.asdict(profile)
     data["secrets"] = [dataclasses.asdict(s) for s in grid.compute.shared_secrets] + data["secrets"]
     data["config_maps"] = [dataclasses.asdict(c) for c in grid.compute.config_maps]
+    data["env"] = dict(sorted(grid.compute.env.items()))
     return json.loads(json.dumps(data))
 
 
@@ -462,7 +464,7 @@ def expand(grid: GridConfig) -> Plan:
         grid=grid.name,
         nodes=tuple(dag.nodes),
         cells=tuple(cells),
-        store_root=absolute_uri(grid.store.root),
+        store_root=absolute_uri(grid.store.root) if grid.store.root else "",
         profiles={role: profile_dict(grid, role) for role in ROLES},
         naive_step_count=sum(sum(r.values()) for r in naive_counts.values()),
         naive_counts=naive_counts,

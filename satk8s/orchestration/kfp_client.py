@@ -4,10 +4,14 @@ A thin layer over `kfp.Client` (KFP v2beta1 REST API). What it adds:
 
 - settings from the environment (`KfpSettings.from_env`), the token never in a repr or a log;
 - the package is checked (exists, is a KFP pipeline YAML, the `--arg` names and types fit its
-  parameters) before anything touches the network;
+  parameters) before anything touches the network, and the whole request can be printed
+  without sending it (`RunRequest.describe`, `satk8s submit --dry-run`);
 - one healthz request first, so an unreachable host, a missing token or a login page fails at
-  once with a message naming the host, instead of kfp's five retries five seconds apart;
-- every kfp / HTTP failure becomes a `KfpError` naming the host, with the token masked.
+  once with a message naming the host, instead of kfp's five retries five seconds apart; a
+  submit refuses a backend older than KFP 2.15 (`check_backend`);
+- runs execute as the given service account (the chart's runner, from the cluster settings);
+- every kfp / HTTP failure becomes a `KfpError` naming the host, with the token masked; a 403
+  says which identity was refused and which token can submit.
 
 | environment       | meaning                                                          |
 |-------------------|------------------------------------------------------------------|
@@ -44,6 +48,14 @@ if TYPE_CHECKING:
     import kfp
 
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
+RUNS_PATH = "/apis/v2beta1/runs"
+MIN_BACKEND = (2, 15, 0)
+"""The oldest KFP backend satk8s submits to. Compiled pipelines reference Secrets with
+`optional: true` (kfp-kubernetes use_secret_as_env), which the driver copies into the pod spec
+only from 2.15.0 (kubeflow/pipelines@2.15.0:backend/src/v2/driver/k8s.go sets
+SecretKeySelector.Optional; kubeflow/pipelines@2.14.0:backend/src/v2/driver/k8s.go drops it)."""
+TESTED_BACKEND = (2, 17)
+"""The newest KFP minor version whose sources satk8s's cluster paths are checked against."""
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "ERROR"})
 """Run states that end a wait. kfp's own wait_for_run_completion misses CANCELED (it would
 wait for the whole timeout on a cancelled run), so waiting is done here, over get_run."""
@@ -137,6 +149,9 @@ class SubmittedRun:
     url: str
     run_name: str = ""
     experiment: str = ""
+    service_account: str = ""
+    notes: tuple[str, ...] = ()
+    """Warnings worth printing (a backend version satk8s could not check)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,12 @@ class RunInfo:
     finished_at: str = ""
     error: str = ""
     """The server's error message for a failed run, else empty."""
+    service_account: str = ""
+    """The account the run executes as (the server's default when the request named none)."""
+    store_root: str = ""
+    """The run's satk8s store: its `store_root` argument, else the pipeline's default."""
+    report_config: str = ""
+    """The config (JSON text) of the pipeline's report task, when it has one."""
 
     @property
     def finished(self) -> bool:
@@ -291,19 +312,82 @@ def _call(settings: KfpSettings, what: str, fn: Callable[[], T]) -> T:
             return fn()
     except ApiException as err:
         status = getattr(err, "status", 0)
+        message = _api_message(err)
         hint = {
-            401: "; set KFP_TOKEN to a token the server accepts",
-            403: f"; is KFP_NAMESPACE ({settings.namespace}) a namespace this token may use "
-            "(your profile namespace on a multi-user Kubeflow)?",
+            401: "; set KFP_TOKEN to a token the server accepts "
+            f"({submit_token_hint(settings.namespace)})",
+            403: forbidden_hint(message, settings.namespace),
         }.get(status, "")
         raise KfpError(
             settings.redact(
-                f"KFP API at {settings.host}: {what} failed (HTTP {status}): "
-                f"{_api_message(err)}{hint}"
+                f"KFP API at {settings.host}: {what} failed (HTTP {status}): {message}{hint}"
             )
         ) from None
     except (urllib3.exceptions.HTTPError, OSError) as err:
         raise _unreachable(settings, err) from None
+
+
+def submit_token_hint(namespace: str) -> str:
+    """Which token can submit: multi-user KFP authorizes the token's identity against
+    `pipelines.kubeflow.org` RBAC in the namespace and reviews tokens for the audience
+    `pipelines.kubeflow.org` (kubeflow/pipelines@2.17.0:backend/src/apiserver/resource/
+    resource_manager.go IsAuthorized; common/const.go DefaultTokenReviewAudience); a profile's
+    `default-editor` holds kubeflow-edit, which aggregates kubeflow-pipelines-edit
+    (manifests/kustomize/base/installs/multi-user/view-edit-cluster-roles.yaml). A standalone
+    KFP authorizes nothing."""
+    return (
+        "multi-user Kubeflow: a token of an identity with edit rights in the profile namespace, "
+        f"e.g. `kubectl -n {namespace} create token default-editor "
+        "--audience=pipelines.kubeflow.org`; standalone KFP needs none"
+    )
+
+
+def forbidden_hint(message: str, namespace: str) -> str:
+    """What a 403 from the KFP API most likely means, naming the refused identity."""
+    found = re.search(r"User '([^']+)' is not authorized", message)
+    who = f"'{found.group(1)}'" if found else "this token's identity"
+    runner = ""
+    if found and found.group(1).startswith("system:serviceaccount:"):
+        runner = (
+            " A run ServiceAccount (satk8s-runner) is for the run's pods: it has no "
+            "Pipelines permissions and cannot submit."
+        )
+    return (
+        f". Likely cause: {who} has no Kubeflow Pipelines permissions in namespace "
+        f"{namespace} (KFP_NAMESPACE; your profile namespace on a multi-user Kubeflow).{runner} "
+        f"Submit with {submit_token_hint(namespace)}"
+    )
+
+
+def backend_version(health: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """The backend's version from healthz `tag_name` (kubeflow/pipelines@2.17.0:
+    backend/src/apiserver/main.go; "unknown" when the image was built without one)."""
+    found = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", str(health.get("tag_name") or ""))
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def check_backend(health: Mapping[str, Any], host: str) -> str | None:
+    """KfpError when the backend is older than MIN_BACKEND; a note when its version cannot be
+    read or is newer than TESTED_BACKEND; None when it is in the supported range."""
+    tag = str(health.get("tag_name") or "")
+    version = backend_version(health)
+    supported = f"{MIN_BACKEND[0]}.{MIN_BACKEND[1]} to {TESTED_BACKEND[0]}.{TESTED_BACKEND[1]}"
+    if version is None:
+        return (
+            f"could not read the KFP backend version at {host} (healthz tag_name "
+            f"'{tag or 'missing'}'); satk8s supports KFP {supported}"
+        )
+    if version < MIN_BACKEND:
+        raise KfpError(
+            f"the KFP backend at {host} is KFP {tag} (healthz tag_name); satk8s needs KFP "
+            f"{MIN_BACKEND[0]}.{MIN_BACKEND[1]} or newer: its pipelines reference Secrets "
+            "with `optional: true`, which older backends drop, so every step pod whose "
+            "optional Secret is absent stays in CreateContainerConfigError. Upgrade Kubeflow "
+            f"Pipelines (supported: {supported})"
+        )
+    if version[:2] > TESTED_BACKEND:
+        return f"KFP {tag} at {host} is newer than satk8s is checked against ({supported})"
+    return None
 
 
 def check_health(settings: KfpSettings) -> dict[str, Any]:
@@ -323,8 +407,7 @@ def check_health(settings: KfpSettings) -> dict[str, Any]:
     if response.status_code in (401, 403):
         raise KfpError(
             f"the KFP API at {host} refused the request (HTTP {response.status_code}); set "
-            "KFP_TOKEN, e.g. `kubectl -n <namespace> create token <service account> "
-            "--audience=pipelines.kubeflow.org`"
+            f"KFP_TOKEN ({submit_token_hint(settings.namespace)})"
         )
     if response.status_code != 200:
         raise KfpError(
@@ -344,6 +427,10 @@ def check_health(settings: KfpSettings) -> dict[str, Any]:
 def connect(settings: KfpSettings) -> kfp.Client:
     """A kfp.Client for `settings`, after one healthz check."""
     check_health(settings)
+    return _client(settings)
+
+
+def _client(settings: KfpSettings) -> kfp.Client:
     import kfp
 
     return _call(
@@ -355,38 +442,153 @@ def connect(settings: KfpSettings) -> kfp.Client:
     )
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything `submit` sends to create a run, checked and known before any network call."""
+
+    package: Path
+    host: str
+    namespace: str
+    experiment: str
+    service_account: str
+    """Empty: the server picks its default runner (multi-user: the profile's default-editor)."""
+    pipeline_name: str
+    run_name: str
+    arguments: dict[str, Any]
+    """The parameters sent, typed as the pipeline declares them."""
+    defaults: dict[str, Any]
+    """The pipeline's own defaults for the parameters not sent (they apply on the server)."""
+    pipeline_root: str | None
+    tasks: int
+    token_set: bool
+
+    def body(self) -> dict[str, Any]:
+        """The POST body kfp.Client sends (kfp_server_api.V2beta1Run), the pipeline spec and
+        the experiment id (looked up by name at submit time) shown as descriptions."""
+        runtime: dict[str, Any] = {"parameters": dict(self.arguments)}
+        if self.pipeline_root:
+            runtime["pipeline_root"] = self.pipeline_root
+        body: dict[str, Any] = {
+            "display_name": self.run_name,
+            "experiment_id": f"<id of experiment '{self.experiment}' in {self.namespace}>",
+            "pipeline_spec": f"<{self.pipeline_name}: {self.tasks} tasks, from {self.package}>",
+            "runtime_config": runtime,
+        }
+        if self.service_account:
+            body["service_account"] = self.service_account
+        return body
+
+    def describe(self, settings: KfpSettings) -> str:
+        """The request for a person: where it goes, as whom, with which parameters; the
+        token never, every known secret value masked."""
+        root = self.pipeline_root or "(the namespace's kfp-launcher default)"
+        account = self.service_account or "(the server's default runner)"
+        lines = [
+            f"POST {self.host}{RUNS_PATH}",
+            f"  host             {self.host}",
+            f"  namespace        {self.namespace}",
+            f"  experiment       {self.experiment} (found by name, created if missing)",
+            f"  service account  {account}",
+            f"  pipeline         {self.pipeline_name} ({self.package}, {self.tasks} tasks)",
+            f"  run name         {self.run_name}",
+            f"  pipeline root    {root}",
+            f"  token            {'set (hidden)' if self.token_set else 'none'}",
+            "  parameters (sent):" if self.arguments else "  parameters (sent): none",
+            *(f"    {k} = {v!r}" for k, v in sorted(self.arguments.items())),
+            "  parameters (the pipeline's defaults, applied by the server):",
+            *(f"    {k} = {v!r}" for k, v in sorted(self.defaults.items())),
+            "body:",
+            json.dumps(self.body(), indent=2, sort_keys=True, default=str),
+        ]
+        return settings.redact("\n".join(lines))
+
+
+def prepare_submit(
+    package: Path,
+    settings: KfpSettings,
+    run_name: str | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    service_account: str | None = None,
+) -> RunRequest:
+    """The run request for a compiled package: the package and arguments checked, the run
+    named, nothing sent."""
+    spec = load_pipeline_spec(Path(package))
+    args = pipeline_arguments(spec, dict(arguments or {}))
+    host = settings.require_host()
+    pipeline = spec.get("pipelineInfo", {}).get("name") or Path(package).stem
+    if run_name is None:
+        run_name = f"{pipeline} {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
+    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
+    defaults = {
+        name: p["defaultValue"]
+        for name, p in params.items()
+        if name not in args and "defaultValue" in p
+    }
+    return RunRequest(
+        package=Path(package),
+        host=host,
+        namespace=settings.namespace,
+        experiment=settings.experiment,
+        service_account=service_account or "",
+        pipeline_name=pipeline,
+        run_name=run_name,
+        arguments=args,
+        defaults=defaults,
+        pipeline_root=settings.pipeline_root,
+        tasks=len(spec.get("root", {}).get("dag", {}).get("tasks", {}) or {}),
+        token_set=bool(settings.token),
+    )
+
+
 def submit(
     package: Path,
     settings: KfpSettings,
     run_name: str | None = None,
     arguments: Mapping[str, Any] | None = None,
     client: kfp.Client | None = None,
+    service_account: str | None = None,
 ) -> SubmittedRun:
-    """Create a run of a compiled pipeline package in the settings' experiment.
+    """Create a run of a compiled pipeline package in the settings' experiment, executing as
+    `service_account` (None: the server's default runner).
 
-    The package and the arguments are checked before any network call.
-    """
-    spec = load_pipeline_spec(Path(package))
-    args = pipeline_arguments(spec, dict(arguments or {}))
-    settings.require_host()
-    if run_name is None:
-        pipeline = spec.get("pipelineInfo", {}).get("name") or Path(package).stem
-        run_name = f"{pipeline} {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
-    client = client or connect(settings)
+    The package and the arguments are checked before any network call; a backend older than
+    KFP 2.15 is refused before anything is created."""
+    request = prepare_submit(package, settings, run_name, arguments, service_account)
+    return send(request, settings, client)
+
+
+def send(
+    request: RunRequest, settings: KfpSettings, client: kfp.Client | None = None
+) -> SubmittedRun:
+    """Create the run `request` describes (healthz and the backend version checked first
+    unless a client is given)."""
+    notes: tuple[str, ...] = ()
+    if client is None:
+        note = check_backend(check_health(settings), request.host)
+        notes = (note,) if note else ()
+        client = _client(settings)
     result = _call(
         settings,
         "submitting the run",
         lambda: client.create_run_from_pipeline_package(
-            pipeline_file=str(package),
-            arguments=args,
-            run_name=run_name,
-            experiment_name=settings.experiment,
-            namespace=settings.namespace,
-            pipeline_root=settings.pipeline_root,
+            pipeline_file=str(request.package),
+            arguments=request.arguments,
+            run_name=request.run_name,
+            experiment_name=request.experiment,
+            namespace=request.namespace,
+            pipeline_root=request.pipeline_root,
+            service_account=request.service_account or None,
         ),
     )
     run_id = result.run_id
-    return SubmittedRun(run_id, settings.run_url(run_id), run_name, settings.experiment)
+    return SubmittedRun(
+        run_id,
+        settings.run_url(run_id),
+        request.run_name,
+        request.experiment,
+        request.service_account,
+        notes,
+    )
 
 
 def _text(value: Any) -> str:
@@ -400,6 +602,9 @@ def _text(value: Any) -> str:
 def _run_info(settings: KfpSettings, run: Any) -> RunInfo:
     error = getattr(run, "error", None)
     message = getattr(error, "message", None) if error is not None else None
+    store_root, report_config = run_pipeline_facts(
+        getattr(run, "pipeline_spec", None), getattr(run, "runtime_config", None)
+    )
     return RunInfo(
         run_id=run.run_id,
         name=run.display_name or "",
@@ -408,7 +613,34 @@ def _run_info(settings: KfpSettings, run: Any) -> RunInfo:
         created_at=_text(run.created_at),
         finished_at=_text(run.finished_at),
         error=settings.redact(message or ""),
+        service_account=getattr(run, "service_account", None) or "",
+        store_root=store_root,
+        report_config=report_config,
     )
+
+
+def run_pipeline_facts(pipeline_spec: Any, runtime_config: Any) -> tuple[str, str]:
+    """(store root, report task config JSON) of a run created from an inline pipeline spec,
+    which the server returns with the run (kubeflow/pipelines@2.17.0:backend/src/apiserver/
+    server/api_converter.go, toApiRun: pipeline_spec and runtime_config); ("", "") when the run
+    is not a satk8s grid."""
+    spec = pipeline_spec if isinstance(pipeline_spec, Mapping) else {}
+    spec = spec.get("pipeline_spec", spec)  # kfp.Client nests it when a platform spec exists
+    if not isinstance(spec, Mapping):
+        return "", ""
+    params = getattr(runtime_config, "parameters", None)
+    if params is None and isinstance(runtime_config, Mapping):
+        params = runtime_config.get("parameters")
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
+    store_root = (params or {}).get("store_root") or (declared.get("store_root") or {}).get(
+        "defaultValue", ""
+    )
+    report = ""
+    for task in (spec.get("root", {}).get("dag", {}).get("tasks") or {}).values():
+        if task.get("taskInfo", {}).get("name") == "report":
+            config = task.get("inputs", {}).get("parameters", {}).get("config_json", {})
+            report = config.get("runtimeValue", {}).get("constant", "") or ""
+    return str(store_root or ""), str(report)
 
 
 def list_runs(
