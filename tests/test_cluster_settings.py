@@ -384,7 +384,7 @@ def test_submit_dry_run_of_compiled_arith_shows_the_runner_account_and_the_store
     assert f"  namespace        {NS}\n" in out
     assert "  experiment       satk8s (found by name, created if missing)" in out
     assert "  service account  satk8s-runner\n" in out
-    assert f"  pipeline         satk8s-arith ({package}, 80 tasks)" in out
+    assert f"  pipeline         satk8s-arith ({package}, 82 tasks)" in out
     assert f"    store_root = 's3://{STORE_BUCKET}/satk8s'" in out
     assert "  token            set (hidden)" in out and TOKEN not in out
     body = json.loads(out[out.index("body:\n") + len("body:\n") :])
@@ -460,8 +460,9 @@ def test_make_submit_with_store_overrides_and_settings(
     assert "runs as:    team-runner" in done.stdout
     compiled = yaml.safe_load_all((tmp_path / "build" / "arith.yaml").read_text())
     spec = next(compiled)
-    # One seed, one signal: 8 shared tasks, 4 cells of dataset, train and evaluate, the report.
-    assert len(spec["root"]["dag"]["tasks"]) == 21
+    # One seed, one signal: 10 shared tasks (with the random, length and logprob controls),
+    # 4 cells of dataset, train and evaluate, the report.
+    assert len(spec["root"]["dag"]["tasks"]) == 23
     store = spec["root"]["inputDefinitions"]["parameters"]["store_root"]["defaultValue"]
     assert store == "s3://acme-b/grids"
     run = kfp_server.runs["run-0001"]
