@@ -34,8 +34,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(STAMP)
-	$(VENV)/bin/satk8s run smoke --local --store .demo/store --workdir .demo/kfp
+# The first line says what runs and about how long it takes (satk8s prints it, from what the
+# store and the tiny-model cache already hold); creating .venv, when needed, comes first.
+demo:
+	@$(MAKE) -q $(STAMP) 2>/dev/null || echo "make demo: installing the pinned stack into $(VENV) first (about 2 min), then the demo"
+	@$(MAKE) -s --no-print-directory $(STAMP)
+	@$(VENV)/bin/satk8s demo --workdir .demo
 
 # Build and push the step images with docker buildx; records image@digest in images/digests.json.
 images:
@@ -48,14 +52,19 @@ images:
 #   SETTINGS=FILE              cluster settings from a file (`satk8s settings export`) instead of
 #                              the satk8s-settings ConfigMap read with your kubeconfig
 #   DRY_RUN=1                  print the run request instead of sending it
-# The pipeline is written to $(BUILD)/$(GRID).yaml.
+#   WAIT=1                     then follow the run task by task (`satk8s runs watch`) and exit
+#                              as the run ended
+# The pipeline is written to $(BUILD)/$(GRID).yaml, submit's output to $(BUILD)/$(GRID).submitted.
 submit: $(STAMP)
 	mkdir -p $(BUILD)
 	$(VENV)/bin/satk8s grid compile $(GRID) $(if $(STORE),'store.root=$(STORE)') \
 		$(foreach o,$(OVERRIDES),'$(o)') \
 		-o $(BUILD)/$(GRID).yaml $(if $(SETTINGS),--settings $(SETTINGS))
 	$(VENV)/bin/satk8s submit $(BUILD)/$(GRID).yaml $(if $(SETTINGS),--settings $(SETTINGS)) \
-		$(if $(DRY_RUN),--dry-run)
+		$(if $(DRY_RUN),--dry-run) > $(BUILD)/$(GRID).submitted; \
+		status=$$?; cat $(BUILD)/$(GRID).submitted; exit $$status
+	@if [ "$(WAIT)" = 1 ] && [ -z "$(DRY_RUN)" ]; then \
+		$(VENV)/bin/satk8s runs watch "$$(sed -n 's/^run id: *//p' $(BUILD)/$(GRID).submitted)"; fi
 
 # One step in its image with the GPU, on the same store: make component C=generate ARGS="--out …"
 component: $(STAMP)

@@ -41,6 +41,9 @@ class FakeKfp:
         self.runs: dict[str, dict[str, Any]] = {}
         self.states: dict[str, list[str]] = {}
         """run id -> states the next GETs return; the last one repeats."""
+        self.task_details: dict[str, list[list[dict[str, Any]]]] = {}
+        """run id -> `run_details.task_details` the next GETs return, in step with `states`
+        (tests/test_runs_watch.py builds them as KFP 2.17 serves them)."""
         self.fail_create_run: tuple[int, str] | None = None
         self.tag_name = "2.17.0"
         self.multi_user = False
@@ -156,6 +159,9 @@ class FakeKfp:
             states = self.states[run_id]
             state = states.pop(0) if len(states) > 1 else states[0]
             self.runs[run_id]["state"] = state
+            if details := self.task_details.get(run_id):
+                tasks = details.pop(0) if len(details) > 1 else details[0]
+                self.runs[run_id]["run_details"] = {"task_details": tasks}
             if state in ("SUCCEEDED", "FAILED", "CANCELED"):
                 self.runs[run_id]["finished_at"] = "2026-01-09T11:00:00Z"
             return 200, self.runs[run_id]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -528,8 +529,9 @@ def test_the_terminal_summary_keeps_the_table_saturation_and_calibration() -> No
 def test_demo_is_the_smoke_grid_run_locally(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`,
-    and it ends with the report's summary and path."""
+    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`:
+    a first line saying what runs and about how long, one line per task, the report's summary,
+    the totals and the paths, well under 150 lines off a terminal."""
     import satk8s.orchestration.local_run as local_run
     from satk8s.cli.main import app
 
@@ -538,18 +540,44 @@ def test_demo_is_the_smoke_grid_run_locally(
     report.parent.mkdir(parents=True)
     report.write_text("# Results\n| base | 73.3 |\n## More metrics\n| long |\n")
 
-    def fake_run_local(plan: Plan, store: str, workdir: Path, force: bool = False) -> Any:
-        calls.append((plan.grid, store, Path(workdir), force))
-        nodes = {n.id: {"cached": True, "seconds": 0.0, "out": ""} for n in plan.nodes}
-        return local_run.LocalRun(workdir / "smoke.yaml", nodes, 1.5, report)
+    def fake_run_local(
+        plan: Plan, store: str | None, workdir: Path, force: bool = False, progress: Any = None
+    ) -> Any:
+        calls.append((plan.grid, plan.store_root, store, Path(workdir), force))
+        nodes = {}
+        for node in plan.nodes:
+            progress.task_started(node.id, node.step)
+            nodes[node.id] = {"step": node.step, "cached": True, "seconds": 0.1, "out": "o"}
+            progress.task_finished(node.id, nodes[node.id])
+        return local_run.LocalRun(workdir / "smoke.yaml", nodes, 1.5, report, workdir / "logs")
 
     monkeypatch.setattr(local_run, "run_local", fake_run_local)
     result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert calls == [("smoke", (tmp_path / "store").as_uri(), tmp_path / "kfp", False)]
+    assert calls == [("smoke", (tmp_path / "store").as_uri(), None, tmp_path / "kfp", False)]
     lines = result.output.splitlines()
-    assert lines[:2] == ["# Results", "| base | 73.3 |"] and "| long |" not in lines
-    assert lines[-2:] == [f"report: {report}", f"report (HTML): {report.with_suffix('.html')}"]
+    assert len(lines) < 150
+    n = len(_smoke_nodes())
+    assert lines[0].startswith(
+        f"smoke: {n} tasks on CPU through kfp.local, one at a time (1 tiny, 1 prepare, "
+        "1 generate, 1 saturate, 6 signals, 1 calibrate, 7 build_dataset, 7 train, 8 evaluate, "
+        "1 report); 0 already in the store; about "
+    )
+    assert " on 2 CPU cores" in lines[0]
+    tasks = lines[1 : n + 1]
+    assert all(re.fullmatch(rf"\[[ \d]\d/{n}\] \S+ +0\.1 s  cached.*", line) for line in tasks)
+    shown = [re.match(rf"\[[ \d]\d/{n}\] (\S+)", line)[1] for line in tasks]  # type: ignore[index]
+    assert sorted(shown) == sorted(_smoke_nodes())  # every task once
+    assert lines[n + 1 : n + 3] == ["# Results", "| base | 73.3 |"] and "| long |" not in lines
+    assert lines[-6].startswith(f"smoke: {n} tasks in 1.5 s: 0 computed, {n} cache hits")
+    html = report.with_suffix(".html")
+    assert lines[-3:] == [f"report:   {report}", f"HTML:     {html}", f"          {html.as_uri()}"]
+
+
+def _smoke_nodes() -> list[str]:
+    from satk8s.grid import load_plan
+
+    return [n.id for n in load_plan("smoke").nodes]
 
 
 # -- the real grids ----------------------------------------------------------------------------

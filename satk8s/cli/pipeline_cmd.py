@@ -6,9 +6,17 @@ runs.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from satk8s.grid.plan import Plan
+    from satk8s.orchestration.local_run import LocalRun
 
 OVERRIDES_HELP = (
     "Hydra overrides, e.g. seeds=[0] signals=[entropy] train.max_steps=10 "
@@ -103,31 +111,107 @@ def run_local_grid(
     workdir: Path,
     force: bool = False,
 ) -> None:
-    """Run a grid with kfp.local and print what it did, the report's summary and its path."""
+    """Run a grid with kfp.local and print what it does while it runs and what it did."""
     from satk8s.errors import Satk8sError
     from satk8s.grid import load_plan
-    from satk8s.orchestration.local_run import report_files, run_local
 
     try:
         plan = load_plan(grid, overrides)
-        result = run_local(plan, _absolute(store), workdir, force=force)
     except Satk8sError as err:
         _fail(err)
-    cached = sum(bool(n["cached"]) for n in result.nodes.values())
-    if result.report is not None and result.report.exists():
-        typer.echo(report_summary(result.report.read_text()))
-    typer.echo(
-        f"grid {plan.grid}: {len(result.nodes)} steps ({cached} cached) in {result.seconds:.1f}s; "
-        f"kfp.local overhead {result.overhead_per_task:.2f}s per task"
+    run_plan_locally(plan, _absolute(store), workdir, force=force)
+
+
+def run_plan_locally(
+    plan: Plan,
+    store_root: str | None,
+    workdir: Path,
+    force: bool = False,
+    console: Console | None = None,
+) -> None:
+    """Run `plan` with kfp.local and print, in order: one line saying what will run and about
+    how long it takes, one line per finished task (a live status on a terminal), then the
+    report's summary, the run's time and cache hits and where the report and logs are. A
+    failed task's log tail and log path end the output, with exit code 1."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from satk8s.cli.run_progress import RunView
+    from satk8s.errors import Satk8sError
+    from satk8s.orchestration.local_run import LocalRunError, run_local
+
+    # The console holds today's stdout: while kfp.local runs, sys.stdout is the task logs.
+    console = console or Console(file=sys.stdout, highlight=False, emoji=False)
+    if store_root:
+        plan = dataclasses.replace(plan, store_root=store_root)
+    try:
+        console.print(headline(plan, force), soft_wrap=True, markup=False)
+        with RunView(console, plan.grid, plan.nodes) as view:
+            result = run_local(plan, None, workdir, force=force, progress=view)
+    except LocalRunError as err:
+        console.print(f"error: {err}", style="red", soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+    except Satk8sError as err:
+        _fail(err)
+    _print_end(console, plan, result)
+
+
+def headline(plan: Plan, force: bool = False) -> str:
+    """What a local run of `plan` will do, and about how long it takes on the measured
+    machine: `smoke: 32 tasks on CPU through kfp.local, one at a time (1 tiny, …); 0 already
+    in the store; about 4m16s on 2 CPU cores.`"""
+    from collections import Counter
+
+    from satk8s.cli.run_progress import duration
+    from satk8s.orchestration.local_estimate import (
+        MACHINE,
+        TINY_BUILD_SECONDS,
+        estimate_seconds,
+        finished_nodes,
+        tiny_model_built,
     )
-    typer.echo(f"pipeline: {result.pipeline}")
+    from satk8s.steps import STEPS
+
+    counts = Counter(n.step for n in plan.nodes)
+    steps = ", ".join(f"{counts[s]} {s}" for s in STEPS if counts[s])
+    finished = set() if force else finished_nodes(plan)
+    text = (
+        f"{plan.grid}: {len(plan.nodes)} tasks on CPU through kfp.local, one at a time "
+        f"({steps}); {len(finished)} already in the store"
+    )
+    tiny_built = tiny_model_built(plan, finished)
+    seconds = estimate_seconds(plan, finished, tiny_built)
+    if seconds is not None:
+        text += f"; about {duration(seconds)} on {MACHINE}"
+        if not tiny_built:
+            text += f", {duration(TINY_BUILD_SECONDS)} of it building the tiny model once"
+    return text + "."
+
+
+def _print_end(console: Console, plan: Plan, result: LocalRun) -> None:
+    from satk8s.cli.run_progress import duration
+    from satk8s.orchestration.local_run import report_files
+
+    if result.report is not None and result.report.exists():
+        console.print(report_summary(result.report.read_text()), markup=False, soft_wrap=True)
+    computed = len(result.nodes) - result.cached
+    console.print(
+        f"{plan.grid}: {len(result.nodes)} tasks in {duration(result.seconds)}: {computed} "
+        f"computed, {result.cached} cache hits (kfp.local adds "
+        f"{result.overhead_per_task:.1f} s per task)",
+        soft_wrap=True,
+    )
+    lines = [("logs", f"{result.logs}/ (one <task>.log per task)"), ("pipeline", result.pipeline)]
     if result.report is not None:
-        typer.echo(f"report: {result.report}")
-        typer.echo(f"report (HTML): {result.report.with_suffix('.html')}")
+        html = result.report.with_suffix(".html")
+        lines += [("report", result.report), ("HTML", html), ("", html.as_uri())]
     else:
         reports = [n for n in plan.nodes if n.step == "report"]
         if reports and (out := result.nodes[reports[-1].id]["out"]) and not report_files(out):
-            typer.echo(f"report: {out} (report.md, report.html)")
+            lines.append(("report", f"{out} (report.md, report.html)"))
+    for label, value in lines:
+        console.print(f"{label + ':' if label else '':<9} {value}", markup=False, soft_wrap=True)
 
 
 def _absolute(store: str | Path | None) -> str | None:
@@ -149,4 +233,4 @@ def report_summary(markdown: str) -> str:
     return "\n".join(kept).strip() + "\n"
 
 
-__all__ = ["compile_cmd", "report_summary", "run", "run_local_grid"]
+__all__ = ["compile_cmd", "headline", "report_summary", "run", "run_local_grid", "run_plan_locally"]

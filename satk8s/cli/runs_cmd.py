@@ -191,3 +191,31 @@ def wait_cmd(
     _print_run(run)
     if not run.succeeded:
         raise typer.Exit(1)
+
+
+@runs_app.command("watch")
+def watch_cmd(
+    run_id: str = typer.Argument(..., help="The run id `satk8s submit` printed."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0, help="Give up after this many seconds (default: never)."
+    ),
+    poll: float = typer.Option(10.0, "--poll", min=0, help="Seconds between state checks."),
+) -> None:
+    """Follow a run task by task until it finishes; exit 0 if it succeeded, 1 if it did not.
+
+    Prints each task's state as it changes (pending, running, succeeded, cached, failed), then
+    every failed task's pod and the commands that show its log, and the run's UI link. Exit 2
+    on a timeout or a server that cannot be reached.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from satk8s.cli.watch_view import watch
+    from satk8s.orchestration.kfp_client import KfpSettings
+
+    settings = _run(KfpSettings.from_env)
+    console = Console(file=sys.stdout, highlight=False, emoji=False)
+    last = _run(lambda: watch(run_id, settings, timeout, poll, console))
+    if not last.run.succeeded:
+        raise typer.Exit(1)

@@ -28,8 +28,9 @@ from typing import Any, Protocol
 _UNRESOLVED = ("{{$.inputs", "{{channel:")
 
 RUN_LOG_ENV = "SATK8S_RUN_LOG"
-"""When set, every task appends {node, step, out, cached, seconds} as a JSON line to this file
-(the local run reads it back; kfp.local gives tasks of one component the same output dir)."""
+"""When set, every task appends {node, step, out, cached, seconds, summary} as a JSON line to
+this file (the local run reads it back for its console view and result; kfp.local gives tasks of
+one component the same output dir)."""
 
 # Which store files become the UI documents of a step: (Markdown, HTML).
 DOCUMENTS: dict[str, tuple[str | None, str | None]] = {
@@ -86,8 +87,9 @@ def run_component(
     print(f"satk8s: {node} ({step}) {state} in {seconds}s: {out}", file=sys.stderr, flush=True)
     if log := os.environ.get(RUN_LOG_ENV):
         record = {"node": node, "step": step, "out": out, "cached": bool(summary.get("cached"))}
-        with open(log, "a") as file:  # one short line per task; tasks run one at a time
-            file.write(json.dumps({**record, "seconds": seconds}) + "\n")
+        record.update(seconds=seconds, summary=summary)
+        with open(log, "a") as file:  # one line per task; tasks run one at a time
+            file.write(json.dumps(record, default=str) + "\n")
     return out
 
 

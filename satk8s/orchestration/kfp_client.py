@@ -678,9 +678,17 @@ def list_runs(
 
 def run_status(run_id: str, settings: KfpSettings, client: kfp.Client | None = None) -> RunInfo:
     """One run's state, name, times and error message."""
+    return run_details(run_id, settings, client)[0]
+
+
+def run_details(
+    run_id: str, settings: KfpSettings, client: kfp.Client | None = None
+) -> tuple[RunInfo, dict[str, Any]]:
+    """One run's RunInfo, and the server's whole v2beta1 Run as a dict (its
+    `run_details.task_details` and `pipeline_spec`, for `run_watch`)."""
     client = client or connect(settings)
     run = _call(settings, f"getting run {run_id}", lambda: client.get_run(run_id))
-    return _run_info(settings, run)
+    return _run_info(settings, run), run.to_dict()
 
 
 def wait_for_run(
