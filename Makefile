@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 GRID ?= arith
 
-.PHONY: install test test-fast lint format demo images clean submit component
+.PHONY: install test test-fast lint format demo bench images clean submit component
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/satk8s run smoke --local --store .demo/store --workdir .demo/kfp
+
+# Every CPU benchmark once at a CPU-feasible size: one Markdown table of ratios in build/bench.md.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --out build/bench.md
 
 # Build and push the step images with docker buildx; records image@digest in images/digests.json.
 images:

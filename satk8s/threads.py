@@ -34,8 +34,9 @@ LIBRARY_DEFAULTS = "torch"
 NO_QUOTA_THREADS = 1
 """Threads when no CPU quota applies. One: the demo's steps run models of about 130K
 parameters whose kernels gain nothing from a second thread, and two threads next to any other
-busy process spin at barriers; `benchmarks/threads.py` measures the whole demo both ways
-(README, Benchmarks). Set `SATK8S_THREADS` to use more CPUs on an idle machine."""
+busy process spin at barriers. `benchmarks/threads.py` measured the whole demo both ways on a
+busy 2-core machine: median 278 s with one thread, 794 s with torch's default two (README,
+Benchmarks). Set `SATK8S_THREADS` to use more CPUs on an idle machine."""
 
 THREAD_ENV = (
     "OMP_NUM_THREADS",

@@ -7,6 +7,7 @@ config modules, which happens when a command runs.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,9 +142,15 @@ def _hours_table(payload: dict[str, Any]) -> str:
     lines += [
         f"  {'-' * 60}",
         f"  {'total':<38}{total['deduplicated']:>14.1f}{total['naive']:>8.1f}",
-        f"  speed: {payload['source']}",
-        "  tokens: upper bounds from the grid's limits (every sample runs to max_new_tokens, "
+    ]
+    notes = (
+        f"speed: {payload['source']}",
+        "tokens: upper bounds from the grid's limits (every sample runs to max_new_tokens, "
         "every pool question saturated, every training row fills max_length)",
+    )
+    lines += [
+        textwrap.fill(n, 100, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+        for n in notes
     ]
     return "\n".join(lines)
 
