@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 GRID ?= arith
 BUILD ?= build
 
-.PHONY: install test test-fast lint format demo images clean submit component
+.PHONY: install test test-fast lint format demo bench images clean submit component
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo:
 	@$(MAKE) -q $(STAMP) 2>/dev/null || echo "make demo: installing the pinned stack into $(VENV) first (about 2 min), then the demo"
 	@$(MAKE) -s --no-print-directory $(STAMP)
 	@$(VENV)/bin/satk8s demo --workdir .demo
+
+# Every CPU benchmark once at a CPU-feasible size: one Markdown table of ratios in build/bench.md.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --out build/bench.md
 
 # Build and push the step images with docker buildx; records image@digest in images/digests.json.
 images:

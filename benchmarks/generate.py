@@ -11,6 +11,7 @@ depend on the batch size.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per batch when batched")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args()
 
 
@@ -83,6 +85,10 @@ def benchmark(args: argparse.Namespace, model: str) -> None:
         s.token_ids for s in results["one at a time"][0]
     ]
     print(f"identical samples in both settings: {same}")
+    if args.json:
+        tokens_s = {label: r[3] for label, r in results.items()}
+        record = {"tokens_per_s": tokens_s, "speedup": ratio, "identical": same}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

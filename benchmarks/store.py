@@ -15,6 +15,7 @@ the server's GIL) on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--bucket", default="satk8s-bench", help="Bucket (created if missing).")
     parser.add_argument("--chunk-mb", type=int, default=16, help="Multipart part size (MiB).")
     parser.add_argument("--concurrency", type=int, default=8, help="Transfer threads.")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
 
     server = None
@@ -148,8 +150,10 @@ def main() -> None:
         print(
             f"{'mode':<12} {'part size':>10} {'threads':>8} {'upload MB/s':>12} {'download MB/s':>14}"
         )
+        speeds = {}
         for name, settings in modes.items():
             upload, download = run_mode(name, settings, args.bucket, src, work, shas)
+            speeds[name] = {"upload_mb_s": mb / upload, "download_mb_s": mb / download}
             part = f"{args.chunk_mb} MiB" if name == "multipart" else "whole file"
             print(
                 f"{name:<12} {part:>10} {args.concurrency:>8} {mb / upload:>12.1f} "
@@ -159,6 +163,8 @@ def main() -> None:
             f"(sha256 of the directory, done once before upload: {mb / hashing:.0f} MB/s; "
             "downloads include the sha256 check; MB = 10^6 bytes)"
         )
+        if args.json:
+            args.json.write_text(json.dumps({"size_mb": mb, "modes": speeds}, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if server is not None:

@@ -18,6 +18,7 @@ comes out slower (measured here on 1 CPU thread: ~0.6x).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 from pathlib import Path
@@ -38,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16, help="examples per unpacked batch")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args()
 
 
@@ -113,7 +115,10 @@ def main() -> None:
                 f"device {summary['device']})",
                 flush=True,
             )
-    print(f"packing speed-up: {results['packed'] / results['unpacked']:.2f}x")
+    speedup = results["packed"] / results["unpacked"]
+    print(f"packing speed-up: {speedup:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"tokens_per_s": results, "speedup": speedup}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import torch
 # One thread per process: matmuls this small gain nothing from two, and two threads spin at
 # barriers (10-20x slower) whenever another process shares a 2-core machine.
 torch.set_num_threads(int(os.environ.get("SATK8S_TEST_THREADS", "1")))
+# Steps run in this process (run_component) set their threads too (satk8s.threads): the same.
+os.environ.setdefault("SATK8S_THREADS", os.environ.get("SATK8S_TEST_THREADS", "1"))
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"

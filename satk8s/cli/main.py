@@ -78,9 +78,11 @@ def _register_step(step: Step) -> None:
         force: bool = typer.Option(False, help="Recompute even if a finished output exists."),
     ) -> None:
         from satk8s.config import build_config
+        from satk8s.threads import limit_threads
 
         inputs = _parse_inputs(input_, step)
         try:
+            limit_threads()
             config = build_config(step.config, set_)
             summary = step.run(out=out, config=config, force=force, **inputs)
         except Satk8sError as err:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from satk8s.threads import limit_threads
+
 # What an unresolved KFP placeholder looks like when an orchestrator did not substitute an
 # upstream output inside a joined string (KFP's f-string channel concatenation).
 _UNRESOLVED = ("{{$.inputs", "{{channel:")
@@ -63,6 +65,7 @@ def run_component(
     `model_location`, when not empty, is an upstream model output (the `tiny` step) that
     replaces the config's `model` field. Fills the given artifacts and returns the output
     location. `node` is the plan node's id, for logs and the local run log."""
+    limit_threads()
     started = time.perf_counter()
     from satk8s.orchestration.addressed import run_addressed
 

@@ -12,9 +12,11 @@ the same tokens are computed once and share the value (so identical texts tie ex
 Precision: the LM head's product runs in float32 whatever the model's dtype (a bfloat16
 product errs by up to ~3e-3 nats, enough to flip rankings of close solutions).
 
-Memory: the model runs to its last hidden states only; `lm_head` and log-softmax are applied
-to `chunk_size` completion positions at a time, so no [batch, seq, vocab] float32 tensor is
-ever built (for a 152K vocabulary that tensor is 0.6 GB per 1,000 tokens).
+Memory: the model runs to its last hidden states only (no KV cache); the completion
+positions' states are gathered and the rest freed; `lm_head` and log-softmax are applied to
+`chunk_size` of them at a time, with at most two [chunk_size, vocab] float32 tensors alive, so
+no [batch, seq, vocab] tensor is ever built (for a 152K vocabulary that tensor is 0.6 GB per
+1,000 tokens). `benchmarks/entropy.py` measures it against one chunk and against TRL.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class EntropyConfig:
     """Solutions (prompt + completion sequences) per forward pass."""
     chunk_size: int = 512
     """Completion positions turned into vocabulary-sized logits at once. Peak extra memory is
-    a few times chunk_size x vocab x 4 bytes (512 x 152K: about 0.3 GB per copy)."""
+    two chunk_size x vocab x 4-byte tensors (512 x 152K: about 0.6 GB)."""
     direction: str = "lower_is_better"
     """"lower_is_better" (default: a confident solution is a better one, score = -mean
     entropy) or "higher_is_better" (score = +mean entropy). raw_score is always the mean."""
@@ -91,14 +93,19 @@ def token_entropies(
             raise ValueError("the first position cannot be a completion token: nothing predicts it")
         # Positions from the mask, as generate does, so padding never shifts a row's positions.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        # No KV cache: nothing is generated after this pass, and it would hold every layer's keys.
         hidden = model.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
         ).last_hidden_state
         # Token t is predicted by the hidden state at t - 1.
         predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
         predicts[:, :-1] = completion_mask[:, 1:].bool()
         rows, cols = predicts.nonzero(as_tuple=True)  # row-major: each row's tokens in order
         states = hidden[rows, cols]
+        del hidden  # only the completion positions' states go through the head
         head = model.get_output_embeddings()
         # The product in float32: a bfloat16 matmul rounds every logit before the upcast.
         weight = head.weight.float()
@@ -107,14 +114,24 @@ def token_entropies(
         out = torch.empty(states.shape[0], dtype=torch.float32, device=states.device)
         for start in range(0, states.shape[0], chunk_size):
             chunk = states[start : start + chunk_size].float()
-            logits = torch.nn.functional.linear(chunk, weight, bias)
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
-            logp = torch.log_softmax(logits, dim=-1)
-            # p * log p is 0 where p underflows to 0 (log p may be -inf for masked logits).
-            plogp = torch.where(logp > -torch.inf, logp.exp() * logp, 0.0)
-            out[start : start + chunk_size] = -plogp.sum(-1)
+            out[start : start + chunk_size] = _entropy(
+                torch.nn.functional.linear(chunk, weight, bias), softcap
+            )
         return list(out.cpu().split(predicts.sum(1).tolist()))
+
+
+def _entropy(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Entropy of each row of `logits` ([rows, vocab]) with at most two [rows, vocab] float32
+    tensors alive: the logits are freed once log p exists, and p * log p is formed in place."""
+    import torch
+
+    logits = logits.float()  # a copy only when the head is not float32
+    if softcap:
+        logits.div_(softcap).tanh_().mul_(softcap)
+    logp = torch.log_softmax(logits, dim=-1)
+    del logits
+    # p * log p is 0 where p underflows to 0: log p = -inf (masked logits) gives NaN there.
+    return -logp.exp().mul_(logp).nan_to_num_(nan=0.0).sum(-1)
 
 
 def entropy_scores(
