@@ -10,13 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
-from satk8s.steps.outputs import (
-    commit,
-    finished_summary,
-    input_path,
-    open_output,
-    split_locations,
-)
+from satk8s.steps.outputs import finished_summary, input_path, split_locations, step_output
 
 
 @dataclass(frozen=True)
@@ -40,27 +34,31 @@ def calibrate(
 ) -> dict[str, Any]:
     """`scores` is a comma-separated list of signal outputs, `judge` the external judge's.
     Writes `calibration.json` and `calibration.md`."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    # scipy loads here, not with the config: building configs (grids, the compiler) stays fast.
-    from satk8s.calibration import calibrate as calibrate_signals
-    from satk8s.calibration import calibration_markdown
+    with step_output(out, "calibrate", config, {"scores": scores, "judge": judge}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        # scipy loads here, not with the config: building configs (grids, the compiler) stays
+        # fast.
+        from satk8s.calibration import calibrate as calibrate_signals
+        from satk8s.calibration import calibration_markdown
 
-    started = time.time()
-    signals, diagnostics = {}, None
-    for location in split_locations(scores):
-        root = input_path(location, "scores", "step")
-        table = pq.read_table(root / "scores.parquet")
-        names = set(table.column("signal").to_pylist())
-        if len(names) > 1:
-            raise DataError(str(root), f"scores of several signals in one table: {sorted(names)}")
-        name = finished_summary(location)["signal"]  # type: ignore[index]
-        signals[name] = table
-        if name == "self_judge":
-            diagnostics = json.loads((root / "diagnostics.json").read_text())
-    judge_table = pq.read_table(input_path(judge, "judge", "step") / "scores.parquet")
-    summary = calibrate_signals(signals, judge_table, diagnostics, config.seed, config.n_boot)
-    root = open_output(out, force)
-    (root / "calibration.json").write_text(json.dumps(summary, indent=2))
-    (root / "calibration.md").write_text(calibration_markdown(summary))
-    return commit(root, "calibrate", config, {"scores": scores, "judge": judge}, summary, started)
+        started = time.time()
+        signals, diagnostics = {}, None
+        for location in split_locations(scores):
+            root = input_path(location, "scores", "step")
+            table = pq.read_table(root / "scores.parquet")
+            names = set(table.column("signal").to_pylist())
+            if len(names) > 1:
+                raise DataError(
+                    str(root), f"scores of several signals in one table: {sorted(names)}"
+                )
+            name = finished_summary(location)["signal"]  # type: ignore[index]
+            signals[name] = table
+            if name == "self_judge":
+                diagnostics = json.loads((root / "diagnostics.json").read_text())
+        judge_table = pq.read_table(input_path(judge, "judge", "step") / "scores.parquet")
+        summary = calibrate_signals(signals, judge_table, diagnostics, config.seed, config.n_boot)
+        root = output.open()
+        (root / "calibration.json").write_text(json.dumps(summary, indent=2))
+        (root / "calibration.md").write_text(calibration_markdown(summary))
+        return output.commit(root, summary, started)

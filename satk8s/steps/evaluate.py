@@ -12,14 +12,7 @@ import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
 from satk8s.evaluation.evaluate import EvalConfig, evaluate_model
-from satk8s.steps.generate import check_model_reference
-from satk8s.steps.outputs import (
-    commit,
-    finished_summary,
-    input_path,
-    open_output,
-    split_locations,
-)
+from satk8s.steps.outputs import input_path, split_locations, step_output
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 
@@ -62,24 +55,25 @@ def evaluate(
 ) -> dict[str, Any]:
     """`model` is a train step's output (its `model/` is evaluated); without it, `config.model`.
     Writes `per_question.parquet` and `summary.json`."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    sets = _eval_sets(questions, config.splits)
-    if model:
-        model_dir = str(input_path(model, "model", "step") / "model")
-    elif config.model:
-        check_model_reference(config.model)
-        model_dir = resolve_model(config.model)
-    else:
+    if not model and not config.model:
         raise ConfigError("model", "give a trained-model input or config.model")
-    per_question, summary = evaluate_model(model_dir, sets, config.eval)
-    summary.update(algorithm=config.algorithm, signal=config.signal, seed=config.seed)
-    root = open_output(out, force)
-    pq.write_table(per_question, root / "per_question.parquet")
-    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    inputs = {"questions": questions, "model": model}
-    return commit(root, "evaluate", config, inputs, summary, started)
+    with step_output(
+        out, "evaluate", config, {"questions": questions, "model": model}, force
+    ) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        sets = _eval_sets(questions, config.splits)
+        if model:
+            model_dir = str(input_path(model, "model", "step") / "model")
+        else:
+            model_dir = resolve_model(config.model)
+        per_question, summary = evaluate_model(model_dir, sets, config.eval)
+        summary.update(algorithm=config.algorithm, signal=config.signal, seed=config.seed)
+        root = output.open()
+        pq.write_table(per_question, root / "per_question.parquet")
+        (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return output.commit(root, summary, started)
 
 
 def load_evaluation(location: str) -> dict[str, Any]:

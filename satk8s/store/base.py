@@ -31,6 +31,9 @@ class Lock(Protocol):
     def lost(self) -> bool:
         """True when another writer took the lock over (this one stalled past its lease)."""
 
+    def verify(self) -> bool:
+        """Whether the lock is still this holder's, checked with the store now."""
+
 
 class Store(Protocol):
     def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
@@ -58,11 +61,15 @@ class Store(Protocol):
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a small object atomically (readers see the old bytes or the new, never a mix)."""
 
+    def create_bytes(self, uri: str, data: bytes) -> bool:
+        """Write a small object atomically only if `uri` does not exist; False if it does."""
+
     def delete(self, uris: Iterable[str]) -> None:
         """Remove objects; missing ones are fine."""
 
-    def lock(self, uri: str) -> AbstractContextManager[Lock]:
-        """An exclusive lock kept at `uri`, shared by every process and host using the store."""
+    def lock(self, uri: str, wait: bool = True) -> AbstractContextManager[Lock]:
+        """An exclusive lock kept at `uri`, shared by every process and host using the store.
+        Without `wait`, raises `LockBusy` when a live writer holds it."""
 
 
 def put_file(src: Path, uri: str, sha256: str | None = None) -> None:

@@ -82,15 +82,27 @@ _FORMATTER = logging.Formatter()
 
 
 _FILTER = RedactingFilter()
-_LIBRARY_LOGGERS = ("satk8s", "boto3", "botocore", "s3transfer", "urllib3")
+_LIBRARY_LOGGERS = (
+    "satk8s", "boto3", "botocore", "s3transfer", "urllib3", "requests", "huggingface_hub",
+)  # fmt: skip
+
+
+def _redacting_factory(make: Any) -> Any:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+    factory.satk8s_redacting = True  # type: ignore[attr-defined]
+    return factory
 
 
 def install_log_redaction() -> None:
-    """Attach the filter to every existing logger of satk8s and the AWS libraries.
-
-    A logger's filters see only records created on that logger, not its children's, so each
-    one gets it; called again whenever a client is made, it reaches loggers created since.
-    """
+    """Mask secrets in every log record: the record factory masks each record as it is made
+    (on any logger, created before or after this call), and the filter stays on the
+    library loggers for records made by a factory someone installed after ours."""
+    if not getattr(logging.getLogRecordFactory(), "satk8s_redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LIBRARY_LOGGERS]
     for name in {*names, *_LIBRARY_LOGGERS}:
         logger = logging.getLogger(name)

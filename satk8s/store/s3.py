@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -220,6 +221,26 @@ class S3Store:
                     return None
                 raise
 
+    def read_with_age(self, uri: str) -> tuple[bytes, str, float] | None:
+        """(bytes, ETag, seconds since it was last written) or None; the age is the server's
+        `Date` header minus the object's `LastModified`, both by the server's clock."""
+        import email.utils
+
+        from botocore.exceptions import ClientError
+
+        bucket, key = split(uri)
+        with s3_errors(uri, "read"):
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key)
+            except ClientError as err:
+                if error_code(err) in _MISSING:
+                    return None
+                raise
+            data = response["Body"].read()
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+        return data, response["ETag"], max(0.0, now - response["LastModified"].timestamp())
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         import hashlib
 
@@ -227,6 +248,26 @@ class S3Store:
         meta = {SHA_KEY: hashlib.sha256(data).hexdigest()}
         with s3_errors(uri, "write"):
             self.client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=meta)
+
+    def create_bytes(self, uri: str, data: bytes) -> bool:
+        """Write a small object only if none exists at `uri` (If-None-Match: *); False when
+        one does."""
+        import hashlib
+
+        from botocore.exceptions import ClientError
+
+        bucket, key = split(uri)
+        meta = {SHA_KEY: hashlib.sha256(data).hexdigest()}
+        with s3_errors(uri, "create"):
+            try:
+                self.client.put_object(
+                    Bucket=bucket, Key=key, Body=data, Metadata=meta, IfNoneMatch="*"
+                )
+            except ClientError as err:
+                if error_code(err) in _CONFLICT:
+                    return False
+                raise
+        return True
 
     def write_conditional(
         self, uri: str, data: bytes, *, if_absent: bool = False, if_etag: str | None = None
@@ -281,10 +322,10 @@ class S3Store:
                         f"delete failed ({first_error.get('Code')}) for {len(errors)} objects",
                     )
 
-    def lock(self, uri: str) -> Any:
+    def lock(self, uri: str, wait: bool = True) -> Any:
         from satk8s.store.lease import S3Lease
 
-        return S3Lease(self, uri, ttl=self.settings.lock_ttl_s)
+        return S3Lease(self, uri, ttl=self.settings.lock_ttl_s, wait=wait)
 
     def incomplete_uploads(self, uri: str) -> list[dict[str, Any]]:
         """Multipart uploads under `uri` that were started and never completed or aborted."""
