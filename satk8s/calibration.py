@@ -244,9 +244,25 @@ def calibrate(
     return _plain(summary)
 
 
-def _cell(interval: Mapping[str, float | None] | None) -> str:
+def why_unmeasured(metric: str, counts: Mapping[str, Any]) -> str:
+    """Why `metric` has no value, from the counts behind it (shown next to every n/a)."""
+    pairs, compared = counts.get("n_pairs", 0), counts.get("n_compared", 0)
+    if not counts.get("n_questions"):
+        return "no question has two solutions scored by both the signal and the judge"
+    if metric == "kendall_tau" and not counts.get("n_tau_questions"):
+        return "no question has distinct scores on both sides"
+    if compared == 0 and counts.get("n_ties_judge") == pairs:
+        return f"the judge ties all {pairs} pairs (no usable verdicts?)"
+    if compared == 0 and counts.get("n_ties_signal") == pairs:
+        return f"the signal ties all {pairs} pairs"
+    if compared == 0:
+        return f"every one of the {pairs} pairs is tied by the signal or the judge"
+    return "nothing to measure"
+
+
+def _cell(interval: Mapping[str, float | None] | None, why: str = "nothing to measure") -> str:
     if interval is None:
-        return "n/a"
+        return f"n/a ({why})"
     if interval["lo"] is None or interval["hi"] is None:
         return f"{interval['mean']:.3f}"
     return f"{interval['mean']:.3f} [{interval['lo']:.3f}, {interval['hi']:.3f}]"
@@ -267,18 +283,22 @@ def calibration_markdown(summary: Mapping[str, Any]) -> str:
         counts = summary.get("counts", {}).get(name, {})
         tied = metrics["n_pairs"] - counts.get("n_compared", metrics["n_pairs"])
         pairs = f"{metrics['n_pairs']} ({tied} tied)" if tied else str(metrics["n_pairs"])
-        lines.append(
-            f"| {name} | {pairs} | {_cell(metrics['pairwise_agreement'])} "
-            f"| {_cell(metrics['cohen_kappa'])} | {_cell(metrics['kendall_tau'])} |"
-        )
+        cells = [_cell(metrics[m], why_unmeasured(m, counts)) for m in METRICS]
+        lines.append(f"| {name} | {pairs} | " + " | ".join(cells) + " |")
     self_judge = summary.get("self_judge")
     if self_judge:
         bias, consistency = self_judge.get("position_bias"), self_judge.get("order_consistency")
         lines += [
             "",
             "Self-judge: position bias "
-            + ("n/a" if bias is None else f"{bias:.3f}")
+            + ("n/a (no valid verdict)" if bias is None else f"{bias:.3f}")
             + " (share of verdicts won by the solution shown first; 0.5 = none), order "
-            "consistency " + ("n/a" if consistency is None else f"{consistency:.3f}") + ".",
+            "consistency "
+            + (
+                "n/a (no pair judged validly in both orders)"
+                if consistency is None
+                else f"{consistency:.3f}"
+            )
+            + ".",
         ]
     return "\n".join(lines) + "\n"

@@ -260,25 +260,29 @@ def test_gc_killed_midway_leaves_nothing_that_looks_finished(store_root: str) ->
 # ----------------------------------------------------------------------------- fencing
 
 
-def test_a_stalled_s3_writer_cannot_overwrite_the_new_owners_manifest(
-    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("point", ["before-manifest", "before-upload"])
+def test_a_stalled_s3_writer_cannot_overwrite_the_new_owner(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
-    """Writer A freezes with everything uploaded, just before its manifest; its lease runs out
-    (1 s), B takes the output over and commits; A wakes up: it fails and changes nothing."""
+    """Writer A freezes just after checking its lease (before its uploads, or with everything
+    uploaded just before its manifest); its lease runs out (1 s), B takes the output over and
+    commits; A wakes up: it fails and changes nothing."""
     monkeypatch.setenv("SATK8S_S3_LOCK_TTL_S", "1")
     out = f"s3://{s3_bucket}/steps/prepare/same"
-    writer_a = start("step", "prepare", "--out", out, fault="before-manifest:stop")
+    writer_a = start("step", "prepare", "--out", out, fault=f"{point}:stop")
     try:
         wait_stopped(writer_a)
         writer_b = satk8s("step", "prepare", "--out", out)
         assert summary_of(writer_b)["cached"] is False
-        committed = get_store(out).read_bytes(join(out, "manifest.json"))
+        committed = {o.uri: o for o in get_store(out).list(out) if "/." not in o.uri}
+        time.sleep(1.1)  # a rewrite, even of the same bytes, would show a later LastModified
     finally:
         writer_a.send_signal(signal.SIGCONT)
         _, stderr = writer_a.communicate(timeout=120)
     assert writer_a.returncode == 2, stderr[-3000:]
     assert "another writer" in stderr and "Traceback" not in stderr
-    assert get_store(out).read_bytes(join(out, "manifest.json")) == committed
+    after = {o.uri: o for o in get_store(out).list(out) if "/." not in o.uri}
+    assert after == committed  # not one object of B's rewritten
     input_path(out, "questions", "step")  # every file matches B's manifest
 
 

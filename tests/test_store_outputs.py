@@ -93,9 +93,9 @@ def test_the_manifest_is_written_last(store_root: str, monkeypatch: pytest.Monke
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def put_files(self, items: Any, link: bool = False) -> None:
+        def put_files(self, items: Any, link: bool = False, create_only: bool = False) -> None:
             writes.extend(uri for _, uri, _ in items)
-            real.put_files(items, link=link)
+            real.put_files(items, link=link, create_only=create_only)
 
         def write_bytes(self, uri: str, data: bytes) -> None:
             writes.append(uri)
@@ -167,8 +167,8 @@ def test_a_failed_upload_leaves_no_finished_output(
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def put_files(self, items: Any, link: bool = False) -> None:
-            real.put_files(items[:1], link=link)
+        def put_files(self, items: Any, link: bool = False, create_only: bool = False) -> None:
+            real.put_files(items[:1], link=link, create_only=create_only)
             raise StoreError(out, "connection reset (simulated)")
 
     with monkeypatch.context() as patch:
@@ -264,6 +264,21 @@ def test_a_remote_input_is_downloaded_once(s3_bucket: str) -> None:
     assert (first / "data.txt").stat().st_mtime_ns == stamp and (
         first / "data.txt"
     ).read_text() == "cached"
+
+
+def test_a_tampered_cached_input_is_checked_and_fetched_again(s3_bucket: str) -> None:
+    out = f"s3://{s3_bucket}/x"
+    run_toy_step(out, "the real bytes")
+    shutil.rmtree(cache_root(), ignore_errors=True)
+    cached = input_path(out, "x", "step") / "data.txt"
+    cached.write_text("the fake bytes")  # same size: only the sha256 tells
+    assert (input_path(out, "x", "step") / "data.txt").read_text() == "the real bytes"
+    # a prefix without a manifest (a model someone uploaded) is checked the same way
+    raw = f"s3://{s3_bucket}/raw"
+    get_store(raw).write_bytes(join(raw, "config.json"), b'{"a": 1}')
+    copy = input_path(raw, "model") / "config.json"
+    copy.write_bytes(b'{"a": 2}')
+    assert (input_path(raw, "model") / "config.json").read_bytes() == b'{"a": 1}'
 
 
 def _writer(out: str, tag: str, results: dict[str, Any]) -> None:

@@ -249,8 +249,10 @@ def commit_partial(root: Path, rel_path: str) -> None:
         if store.exists(manifest_uri(out)):
             log.info("%s was finished by another writer; not committing %s", out, rel_path)
             return
-        items = [(Path(root) / e["path"], join(out, e["path"]), e["sha256"]) for e in entries]
-        store.put_files(items)  # a copy: the running step may still touch its own files
+        paths = {e["path"] for e in entries}
+        remote = {rel: info for rel, info in listing(store, out).items() if rel in paths}
+        todo = _not_yet_there(store, out, Path(root), entries, remote)
+        _replace(store, out, root, todo, remote, link=False)  # a copy: the step may touch its files
         _verify(lock, out)
         # Written after its files: a piece without a record is not resumed from.
         record = {"path": rel_path, "files": entries}
@@ -316,11 +318,12 @@ def commit(
                 }
             remote = listing(store, out)
             todo = _not_yet_there(store, out, root, files, remote)
-            # Hard links where the store is local: the staging dir goes away right after.
-            items = [(Path(root) / f["path"], join(out, f["path"]), f["sha256"]) for f in todo]
-            store.put_files(items, link=True)
             wanted = {f["path"] for f in files}
-            store.delete(info.uri for rel, info in remote.items() if rel not in wanted)
+            _verify(lock, out)
+            fault_point("before-upload")
+            store.delete_unchanged(info for rel, info in remote.items() if rel not in wanted)
+            # Hard links where the store is local: the staging dir goes away right after.
+            _replace(store, out, root, todo, remote, link=True)
             fault_point("before-manifest")
             _verify(lock, out)
             if not store.create_bytes(manifest_uri(out), manifest_bytes(manifest)):
@@ -447,6 +450,22 @@ def _not_yet_there(
             f["path"] for f, ok in zip(same_size, pool.map(same, same_size), strict=True) if ok
         }
     return [f for f in files if f["path"] not in there]
+
+
+def _replace(
+    store: Store,
+    out: str,
+    root: Path,
+    files: list[dict[str, Any]],
+    remote: dict[str, ObjectInfo],
+    link: bool,
+) -> None:
+    """Put `files` at `out`: an object already there (with other bytes) is deleted only if it
+    is still the one listed, then every file is created only where nothing is, so a writer
+    that lost the output can never overwrite the new owner's objects."""
+    store.delete_unchanged(remote[f["path"]] for f in files if f["path"] in remote)
+    items = [(Path(root) / f["path"], join(out, f["path"]), f["sha256"]) for f in files]
+    store.put_files(items, link=link, create_only=True)
 
 
 def _delete_output(store: Store, out: str) -> None:

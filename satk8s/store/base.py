@@ -24,6 +24,8 @@ class ObjectInfo:
     size: int
     modified: float
     """Seconds since the epoch."""
+    etag: str | None = None
+    """The object's version tag (S3's ETag); None on a local store."""
 
 
 class Lock(Protocol):
@@ -36,10 +38,16 @@ class Lock(Protocol):
 
 
 class Store(Protocol):
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
         """Upload (local path, destination URI, sha256 or None) triples, in parallel where it
         helps. `link` lets a local store hard-link instead of copying (the source must then
-        never change in place)."""
+        never change in place). `create_only` writes an object only where none exists
+        (S3: If-None-Match: *) and raises `StoreError` otherwise."""
 
     def get_files(self, items: Sequence[tuple[str, Path, str | None]], link: bool = False) -> None:
         """Download (URI, local path, expected sha256 or None) triples; None checks against the
@@ -66,6 +74,10 @@ class Store(Protocol):
 
     def delete(self, uris: Iterable[str]) -> None:
         """Remove objects; missing ones are fine."""
+
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        """Remove objects only if they are still the ones listed (S3: If-Match on the ETag);
+        `StoreError` if one was replaced meanwhile."""
 
     def lock(self, uri: str, wait: bool = True) -> AbstractContextManager[Lock]:
         """An exclusive lock kept at `uri`, shared by every process and host using the store.

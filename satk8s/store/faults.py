@@ -15,6 +15,7 @@ The points:
 | `after-shard` | generate: a shard of samples is committed to the store |
 | `after-checkpoint` | train: a checkpoint is committed to the store |
 | `after-last-checkpoint` | train: the final checkpoint is committed, the model not yet saved |
+| `before-upload` | every step: the lease just checked, the output's files not yet uploaded |
 | `before-manifest` | every step: all files are in the store, the manifest not yet written |
 | `during-gc` | store gc: an output's manifest is deleted, its files not yet |
 
@@ -36,6 +37,7 @@ POINTS = (
     "after-shard",
     "after-checkpoint",
     "after-last-checkpoint",
+    "before-upload",
     "before-manifest",
     "during-gc",
 )

@@ -83,12 +83,18 @@ CODE_PACKAGES = ("satk8s", "satk8s.components", "satk8s.pipelines")
 def current_code_version() -> str:
     if override := os.environ.get("SATK8S_CODE_VERSION"):
         return override
+    folders = {package: _package_dir(package) for package in CODE_PACKAGES}
+    return code_version(_installed_version("satk8s"), folders, dependency_versions())
+
+
+def code_version(installed: str, folders: dict[str, Path], dependencies: dict[str, str]) -> str:
+    """`<installed>+src.<hash>` of the packages' sources and the dependency versions."""
     digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        digest.update(f"{package}={source_hash(_package_dir(package))}\n".encode())
-    for name, version in sorted(dependency_versions().items()):
+    for package, folder in sorted(folders.items()):
+        digest.update(f"{package}={source_hash(folder)}\n".encode())
+    for name, version in sorted(dependencies.items()):
         digest.update(f"{name}=={version}\n".encode())
-    return f"{_installed_version('satk8s')}+src.{digest.hexdigest()[:12]}"
+    return f"{installed}+src.{digest.hexdigest()[:12]}"
 
 
 def _package_dir(package: str) -> Path:

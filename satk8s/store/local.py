@@ -42,7 +42,14 @@ class _FileLock:
 
 
 class LocalStore:
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
+        from satk8s.store.errors import StoreError
+
         for src, uri, _ in items:
             dest = local_path(uri)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +58,13 @@ class LocalStore:
             tmp = _tmp_next_to(dest)
             try:
                 _link_or_copy(src, tmp, link)
-                os.replace(tmp, dest)
+                if create_only:
+                    try:
+                        os.link(tmp, dest)  # fails when the name exists
+                    except FileExistsError:
+                        raise StoreError(uri, "another writer created it meanwhile") from None
+                else:
+                    os.replace(tmp, dest)
             finally:
                 tmp.unlink(missing_ok=True)
 
@@ -121,6 +134,10 @@ class LocalStore:
     def delete(self, uris: Iterable[str]) -> None:
         for uri in uris:
             local_path(uri).unlink(missing_ok=True)
+
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        # Writers of a local output are serialised by a kernel lock: nobody replaced them.
+        self.delete(o.uri for o in objects)
 
     @contextmanager
     def lock(self, uri: str, wait: bool = True) -> Iterator[_FileLock]:

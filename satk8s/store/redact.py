@@ -108,3 +108,58 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+# user:password@ in a URL: a credential (a bare user@ is not).
+_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
+_USE_INSTEAD = (
+    "Pass credentials through an environment variable (e.g. the judge's api_key_env, the "
+    "store's AWS_* variables) or a Kubernetes Secret (a compute profile's `secrets`), never "
+    "as a setting: settings are written into the pipeline and onto command lines."
+)
+
+
+def credentials_in(value: Any, prefix: str = "") -> list[str]:
+    """Dotted fields of a settings value that hold credentials: a secret-named key with a value,
+    a URL with a password, or the value of a secret environment variable."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            path = f"{prefix}{key}"
+            if is_secret_name(str(key)) and item not in (None, "", [], {}):
+                found.append(f"{path} (a secret-named setting)")
+            else:
+                found += credentials_in(item, f"{path}.")
+        return found
+    if isinstance(value, list | tuple):
+        return [f for i, item in enumerate(value) for f in credentials_in(item, f"{prefix}{i}.")]
+    if not isinstance(value, str):
+        return []
+    path = prefix.rstrip(".") or "value"
+    if _URL_PASSWORD.search(value):
+        return [f"{path} (a password in a URL)"]
+    if any(secret in value for secret in known_secrets()):
+        return [f"{path} (the value of a secret environment variable)"]
+    return []
+
+
+def refuse_credentials(where: str, value: Any) -> None:
+    """Raise a ConfigError naming the fields of `value` that hold credentials (never their
+    values) and what to use instead."""
+    from satk8s.errors import ConfigError
+
+    if found := credentials_in(value):
+        raise ConfigError(where, f"holds credentials: {', '.join(found)}. {_USE_INSTEAD}")
+
+
+def check_pipeline_secrets(node_configs: dict[str, Any], text: str) -> None:
+    """Refuse a compiled pipeline that would carry a credential: any node config holding one,
+    or its YAML text holding a secret environment variable's value."""
+    from satk8s.errors import ConfigError
+
+    for node, config in node_configs.items():
+        refuse_credentials(f"plan node '{node}'", config)
+    if any(secret in text for secret in known_secrets()) or _URL_PASSWORD.search(text):
+        raise ConfigError(
+            "pipeline", f"the compiled pipeline would hold a credential. {_USE_INSTEAD}"
+        )

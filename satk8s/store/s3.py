@@ -37,6 +37,10 @@ _HINTS = {
     "InvalidAccessKeyId": "the access key is not known to this endpoint; check the credentials",
     "SignatureDoesNotMatch": "the secret key does not match; check the credentials",
     "ExpiredToken": "the session token expired; refresh the credentials",
+    "PreconditionFailed": "another writer created or changed it meanwhile (a conditional "
+    "write failed); this writer's result is not committed",
+    "ConditionalRequestConflict": "another writer is writing it at the same time; this "
+    "writer's result is not committed",
     "NoSuchKey": "no such object",
     "404": "no such object",
     "403": "access denied; check the credentials and the bucket policy",
@@ -114,6 +118,14 @@ class S3Store:
             max_pool_connections=max(10, 2 * settings.max_concurrency),
         )
         self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+        # Objects an upload may only create: s3transfer takes no conditional arguments, so the
+        # header goes onto its PutObject / CompleteMultipartUpload calls through botocore's
+        # event hooks (a public extension point), for the keys listed here.
+        self._create_only: set[tuple[str, str]] = set()
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(
+                f"before-parameter-build.s3.{operation}", self._add_create_condition
+            )
         self.transfer_config = TransferConfig(
             multipart_threshold=settings.multipart_threshold_mb * MiB,
             multipart_chunksize=settings.multipart_chunk_mb * MiB,
@@ -121,6 +133,10 @@ class S3Store:
             use_threads=True,
         )
         install_log_redaction()
+
+    def _add_create_condition(self, params: dict[str, Any], **_: Any) -> None:
+        if (params.get("Bucket"), params.get("Key")) in self._create_only:
+            params["IfNoneMatch"] = "*"
 
     @contextmanager
     def _transfers(self) -> Iterator[Any]:
@@ -136,18 +152,28 @@ class S3Store:
         with ThreadPoolExecutor(min(len(items), self.settings.max_concurrency)) as pool:
             return list(pool.map(fn, items))
 
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
         # The sha256 goes into the object's metadata, which S3 needs before the first byte.
         hashed = [(src, uri, sha or sha256_file(src)) for src, uri, sha in items]
-        with self._transfers() as manager:
-            futures = []
-            for src, uri, sha in hashed:
-                bucket, key = split(uri)
-                args = {"Metadata": {SHA_KEY: sha}}
-                futures.append((uri, manager.upload(str(src), bucket, key, extra_args=args)))
-            for uri, future in futures:
-                with s3_errors(uri, "upload"):
-                    future.result()
+        keys = {split(uri) for _, uri, _ in hashed} if create_only else set()
+        self._create_only |= keys
+        try:
+            with self._transfers() as manager:
+                futures = []
+                for src, uri, sha in hashed:
+                    bucket, key = split(uri)
+                    args = {"Metadata": {SHA_KEY: sha}}
+                    futures.append((uri, manager.upload(str(src), bucket, key, extra_args=args)))
+                for uri, future in futures:
+                    with s3_errors(uri, "upload"):
+                        future.result()
+        finally:
+            self._create_only -= keys
 
     def get_files(self, items: Sequence[tuple[str, Path, str | None]], link: bool = False) -> None:
         missing = [uri for uri, _, sha in items if sha is None]
@@ -183,7 +209,8 @@ class S3Store:
             for page in pages:
                 for obj in page.get("Contents", []):
                     when = obj["LastModified"].timestamp()
-                    out.append(ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], when))
+                    uri = f"s3://{bucket}/{obj['Key']}"
+                    out.append(ObjectInfo(uri, obj["Size"], when, obj.get("ETag")))
         return sorted(out, key=lambda o: o.uri)
 
     def _head(self, uri: str) -> dict[str, Any] | None:
@@ -302,6 +329,26 @@ class S3Store:
                 if error_code(err) not in ("NotImplemented", "InvalidArgument", "501"):
                     raise
                 self.client.delete_object(Bucket=bucket, Key=key)  # no conditional deletes here
+
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        from botocore.exceptions import ClientError
+
+        for obj in objects:
+            if obj.etag is None:
+                self.delete([obj.uri])
+                continue
+            bucket, key = split(obj.uri)
+            with s3_errors(obj.uri, "delete"):
+                try:
+                    self.client.delete_object(Bucket=bucket, Key=key, IfMatch=obj.etag)
+                except ClientError as err:
+                    if error_code(err) in _MISSING:
+                        continue
+                    if error_code(err) in _CONFLICT:
+                        raise StoreError(
+                            obj.uri, "another writer replaced it meanwhile; not deleted"
+                        ) from None
+                    raise
 
     def delete(self, uris: Iterable[str]) -> None:
         by_bucket: dict[str, list[str]] = {}
