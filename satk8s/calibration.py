@@ -252,7 +252,7 @@ def why_unmeasured(metric: str, counts: Mapping[str, Any]) -> str:
     if metric == "kendall_tau" and not counts.get("n_tau_questions"):
         return "no question has distinct scores on both sides"
     if compared == 0 and counts.get("n_ties_judge") == pairs:
-        return f"the judge ties all {pairs} pairs (no usable verdicts?)"
+        return f"the judge ties all {pairs} pairs; are its verdicts usable?"
     if compared == 0 and counts.get("n_ties_signal") == pairs:
         return f"the signal ties all {pairs} pairs"
     if compared == 0:

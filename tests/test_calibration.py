@@ -134,7 +134,7 @@ def test_a_judge_that_ties_every_pair_says_so_in_every_n_a():
 
     row = next(line for line in markdown.splitlines() if line.startswith("| entropy"))
     assert row.count("n/a (") == 3
-    assert "n/a (the judge ties all 4 pairs (no usable verdicts?))" in row
+    assert "n/a (the judge ties all 4 pairs; are its verdicts usable?)" in row
     assert "n/a (no question has distinct scores on both sides)" in row
 
 

@@ -177,3 +177,60 @@ def test_a_relative_path_that_exists_is_local(
     shutil.rmtree(tmp_path / "runs")
     with pytest.raises(Satk8sError, match="runs/tiny"):
         model_digests({"model": "runs/tiny/"})
+
+
+def _checkpoint_dir(tmp_path: Path) -> str:
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text('{"model_type": "qwen3"}')
+    return str(model)
+
+
+def test_generate_with_another_n_at_the_same_out_is_refused(
+    tmp_path: Path, store_root: str
+) -> None:
+    from satk8s.generation import SamplingConfig
+    from satk8s.steps.generate import GenerateConfig, generate
+
+    questions = join(store_root, "q")
+    prepare(questions, PrepareConfig())
+    out = join(store_root, "s")
+    first = GenerateConfig(model=_checkpoint_dir(tmp_path), sampling=SamplingConfig(n=4))
+    with step_output(out, "generate", first, {"questions": questions}) as output:
+        root = output.open()
+        (root / "shard-00000.parquet").write_bytes(b"samples of n=4")
+        output.commit(root, {"samples": 4}, 0.0)
+    again = GenerateConfig(model=first.model, sampling=SamplingConfig(n=8))
+    with pytest.raises(OutputConflictError, match="sampling.n: 4 -> 8"):
+        generate(questions, out, again)
+    assert generate(questions, out, first)["cached"] is True
+
+
+def test_a_crashed_train_rerun_with_a_new_learning_rate_and_seed_is_refused(
+    tmp_path: Path, store_root: str
+) -> None:
+    from satk8s.steps.train import TrainStepConfig, train_model
+    from satk8s.training import TrainConfig
+
+    dataset = join(store_root, "dataset")
+    with step_output(dataset, "build_dataset", {"algorithm": "sft"}, {}) as output:
+        root = output.open()
+        (root / "train.parquet").write_bytes(b"rows")
+        output.commit(root, {}, 0.0)
+    out = join(store_root, "train")
+    old = TrainStepConfig(model=_checkpoint_dir(tmp_path), train=TrainConfig(learning_rate=1e-3))
+    with (
+        pytest.raises(RuntimeError),
+        step_output(out, "train", old, {"dataset": dataset}) as output,
+    ):
+        root = output.open()
+        (root / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+        (root / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+        commit_partial(root, "checkpoints/checkpoint-2")
+        raise RuntimeError("the pod is preempted")
+    new = TrainStepConfig(model=old.model, train=TrainConfig(learning_rate=2e-3, seed=1))
+    with pytest.raises(OutputConflictError) as err:
+        train_model(dataset, out, new)
+    message = str(err.value)
+    assert "unfinished output of another config" in message
+    assert "train.learning_rate: 0.001 -> 0.002" in message and "train.seed: 0 -> 1" in message

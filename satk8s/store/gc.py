@@ -87,7 +87,10 @@ def references(output: Output, root: str) -> set[str]:
     models = _model_references(manifest.get("config", {}))
     relative += models
     for part in relative:
-        if "://" in part or part.startswith(("/", "~")):
+        if part.startswith("~"):
+            found.add(canonical(part))  # the home of whoever runs gc: the best guess there is
+            continue
+        if "://" in part or part.startswith("/"):
             continue
         for folder in _folders_above(canonical(output.uri)):
             try:

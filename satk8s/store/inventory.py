@@ -9,9 +9,9 @@ Its state:
 - `writing`: no manifest, and a live writer holds the output's lease;
 - `unfinished`: no manifest and no live writer (a crashed run: its pieces are resumed from).
 
-Sizes count the output's data (the files and the manifest) apart from its scratch (hidden
-bookkeeping: staging directories, committed-piece records, half-written temporaries, the lease
-and the marker). Other objects are loose: neither listed as outputs nor collected.
+Sizes count the output (its files, manifest, marker and lease) apart from its scratch:
+writers' staging directories, committed-piece records and half-written temporaries. Other
+objects are loose: neither listed as outputs nor collected.
 """
 
 from __future__ import annotations
@@ -53,15 +53,19 @@ class Output:
             return "damaged" if self.problems else "finished"
         return "writing" if self.writing else "unfinished"
 
+    def _scratch(self, obj: ObjectInfo) -> bool:
+        rel = self._rel(obj)
+        return is_hidden(rel) and rel not in (LOCK, MARKER)
+
     @property
     def bytes(self) -> int:
-        """The output's data: its files and its manifest."""
-        return sum(o.size for o in self.objects if not is_hidden(self._rel(o)))
+        """The output: its files, manifest, marker and lease."""
+        return sum(o.size for o in self.objects if not self._scratch(o))
 
     @property
     def scratch_bytes(self) -> int:
-        """Bookkeeping and leftovers of writers (staging, piece records, temporaries)."""
-        return sum(o.size for o in self.objects if is_hidden(self._rel(o)))
+        """Writers' leftovers and pieces: staging, piece records, temporaries."""
+        return sum(o.size for o in self.objects if self._scratch(o))
 
     @property
     def total_bytes(self) -> int:

@@ -120,7 +120,11 @@ class S3Store:
         self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
         # Objects an upload may only create: s3transfer takes no conditional arguments, so the
         # header goes onto its PutObject / CompleteMultipartUpload calls through botocore's
-        # event hooks (a public extension point), for the keys listed here.
+        # event hooks (a public extension point), for the keys listed here. AWS S3 answers 412
+        # (or 409 ConditionalRequestConflict on a race) when the key exists (S3 User Guide,
+        # "conditional writes"); moto 5.2 does the same for PutObject and
+        # CompleteMultipartUpload, and honours If-Match on DeleteObject
+        # (moto/s3/responses.py: put_object, delete_object, the uploadId branch of _key_response_post).
         self._create_only: set[tuple[str, str]] = set()
         for operation in ("PutObject", "CompleteMultipartUpload"):
             self.client.meta.events.register(
