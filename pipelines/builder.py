@@ -156,10 +156,15 @@ def compile_plan(
 ) -> Path:
     """Compile the plan's pipeline to a KFP YAML at `path`. `images` is a digests file, None
     for the default `images/digests.json` (fails, saying how to build it, when there is none),
-    or a mapping taken as given (the local run's placeholders; tests)."""
+    or a mapping taken as given (the local run's placeholders; tests). A plan whose settings
+    hold a credential is refused (`check_pipeline_secrets`): nothing is written."""
+    from satk8s.store.redact import check_pipeline_secrets
+
+    text = pipeline_yaml(build_pipeline(plan, resolve_images(images)))
+    check_pipeline_secrets({node.id: node.config for node in plan.nodes}, text)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(pipeline_yaml(build_pipeline(plan, resolve_images(images))))
+    target.write_text(text)
     return target
 
 

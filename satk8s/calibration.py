@@ -344,9 +344,25 @@ def calibrate(
     return _plain(summary)
 
 
-def _cell(interval: Mapping[str, float | None] | None) -> str:
+def why_unmeasured(metric: str, counts: Mapping[str, Any]) -> str:
+    """Why `metric` has no value, from the counts behind it (shown next to every n/a)."""
+    pairs, compared = counts.get("n_pairs", 0), counts.get("n_compared", 0)
+    if not counts.get("n_questions"):
+        return "no question has two solutions scored by both the signal and the judge"
+    if metric == "kendall_tau" and not counts.get("n_tau_questions"):
+        return "no question has distinct scores on both sides"
+    if compared == 0 and counts.get("n_ties_judge") == pairs:
+        return f"the judge ties all {pairs} pairs; are its verdicts usable?"
+    if compared == 0 and counts.get("n_ties_signal") == pairs:
+        return f"the signal ties all {pairs} pairs"
+    if compared == 0:
+        return f"every one of the {pairs} pairs is tied by the signal or the judge"
+    return "nothing to measure"
+
+
+def _cell(interval: Mapping[str, float | None] | None, why: str = "nothing to measure") -> str:
     if interval is None:
-        return "n/a"
+        return f"n/a ({why})"
     if interval["lo"] is None or interval["hi"] is None:
         return f"{interval['mean']:.3f}"
     return f"{interval['mean']:.3f} [{interval['lo']:.3f}, {interval['hi']:.3f}]"
@@ -382,11 +398,12 @@ def calibration_markdown(summary: Mapping[str, Any]) -> str:
     ordered = [n for n in rows if n not in controls] + [n for n in controls if n in rows]
     for name in ordered:
         m = rows[name]
+        counts = summary.get("counts", {}).get(name, {})
         label = f"{name} (control)" if name in controls else name
+        agreement, kappa, tau = (_cell(m[k], why_unmeasured(k, counts)) for k in METRICS)
         lines.append(
             f"| {label} | {m['n_pairs']} | {m.get('n_judge_ties', '—')} "
-            f"| {m.get('n_signal_ties', '—')} | {_cell(m['pairwise_agreement'])} "
-            f"| {_cell(m['cohen_kappa'])} | {_cell(m['kendall_tau'])} "
+            f"| {m.get('n_signal_ties', '—')} | {agreement} | {kappa} | {tau} "
             f"| {_number(m.get('label_mass'))} | {_number(m.get('position_bias'))} "
             f"| {_number(m.get('order_consistency'))} |"
         )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 class Satk8sError(Exception):
-    """Base class: every error satk8s raises on purpose."""
+    """Base class: every error satk8s raises on purpose. Its text never shows a secret: known
+    secret values and URL credentials are masked wherever it is printed or logged."""
+
+    def __str__(self) -> str:
+        from satk8s.store.redact import redact_text
+
+        return redact_text(super().__str__())
 
 
 class ConfigError(Satk8sError, ValueError):

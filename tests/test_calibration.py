@@ -121,7 +121,21 @@ def test_no_overlap_gives_zero_pairs_and_null_metrics_never_zero():
         "kendall_tau": None,
     }
     assert entry["n_pairs"] == 0
-    assert "| entropy | 0 | 0 | 0 | n/a | n/a | n/a |" in calibration_markdown(summary)
+    why = "n/a (no question has two solutions scored by both the signal and the judge)"
+    assert f"| entropy | 0 | 0 | 0 | {why} | {why} | {why} |" in calibration_markdown(summary)
+
+
+def test_a_judge_that_ties_every_pair_says_so_in_every_n_a():
+    """An endpoint whose verdicts are all invalid scores every solution the same."""
+    signal = scores("entropy", {"q1": [0.1, 0.2, 0.3], "q2": [0.5, 0.4]})
+    judge = scores("external_judge", {"q1": [0.0, 0.0, 0.0], "q2": [0.0, 0.0]})
+
+    markdown = calibration_markdown(calibrate({"entropy": signal}, judge, n_boot=50))
+
+    row = next(line for line in markdown.splitlines() if line.startswith("| entropy"))
+    assert row.count("n/a (") == 3
+    assert "n/a (the judge ties all 4 pairs; are its verdicts usable?)" in row
+    assert "n/a (no question has distinct scores on both sides)" in row
 
 
 def test_questions_without_a_tau_are_excluded_and_counted():

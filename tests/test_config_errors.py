@@ -73,14 +73,24 @@ def test_missing_model_directory_fails_before_loading(tmp_path: Path) -> None:
         generate(questions, str(tmp_path / "samples"), config)
 
 
+def local_model(tmp_path: Path) -> str:
+    """A checkpoint directory as far as the checks before loading go."""
+    (tmp_path / "m").mkdir(exist_ok=True)
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "qwen3"}')
+    return str(tmp_path / "m")
+
+
 def test_unfinished_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "q").mkdir()
     with pytest.raises(DataError, match="not a finished step output"):
-        generate(str(tmp_path / "q"), str(tmp_path / "s"), GenerateConfig(model="m"))
+        generate(
+            str(tmp_path / "q"), str(tmp_path / "s"), GenerateConfig(model=local_model(tmp_path))
+        )
 
 
 def test_unknown_split_lists_the_splits_present(tmp_path: Path) -> None:
     questions = str(tmp_path / "q")
     prepare(questions, PrepareConfig(task="arith"))
     with pytest.raises(DataError, match=r"no split 'dev'.*eval_hard.*train"):
-        generate(questions, str(tmp_path / "s"), GenerateConfig(model="m", split="dev"))
+        config = GenerateConfig(model=local_model(tmp_path), split="dev")
+        generate(questions, str(tmp_path / "s"), config)

@@ -105,7 +105,7 @@ def _kept_and_scores(tmp_path, diagnostics: dict) -> tuple[str, str]:
     return kept_uri, scores_uri
 
 
-def test_a_gated_cell_finishes_every_step_without_training_or_evaluating(tmp_path):
+def test_a_gated_cell_finishes_every_step_without_training_or_evaluating(tmp_path, random_tiny_dir):
     kept, scores = _kept_and_scores(tmp_path, SILENT)
     dataset = str(tmp_path / "dataset")
     summary = build_dataset(kept, dataset, BuildConfig(algorithm="dpo"), scores=scores)
@@ -114,11 +114,13 @@ def test_a_gated_cell_finishes_every_step_without_training_or_evaluating(tmp_pat
     record = json.loads((tmp_path / "dataset" / GATED_FILE).read_text())
     assert record["signal"] == "self_judge" and "label mass 4e-05 < 0.5" in record["reasons"]
 
-    # The model does not exist: a gated training step must not even look for it.
+    # The model is part of the step's identity (checked to be a checkpoint), but a gated
+    # training step loads no weights and writes no model.
     trained = str(tmp_path / "train")
-    config = TrainStepConfig(model=str(tmp_path / "no-such-model"))
+    config = TrainStepConfig(model=str(random_tiny_dir))
     assert train_model(dataset, trained, config)["gated"] is True
     assert finished_summary(trained)["gated"] is True
+    assert not (tmp_path / "train" / "model").exists()
 
     evaluated = str(tmp_path / "evaluate")
     labels = EvaluateStepConfig(algorithm="dpo", signal="self_judge", seed=0)

@@ -138,6 +138,8 @@ def test_a_malformed_json_line_names_file_and_line(tmp_path):
     with pytest.raises(DataError, match="line 2: not valid JSON") as err:
         load_gsm8k("test", tmp_path)
     assert (err.value.path, err.value.line) == (str(file), 2)
+    # The whole phrase, with where on the line it broke off.
+    assert "Unterminated string starting at column 14;" in str(err.value)
 
 
 @pytest.mark.parametrize("missing", ["question", "answer"])

@@ -29,6 +29,8 @@ class Reply:
     body: str | dict = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0
+    """> 0: the whole reply, status line first, is sent one byte per drip_s seconds."""
 
 
 def logprobs_reply(top: dict[str, float], text: str = " A") -> Reply:
@@ -81,6 +83,15 @@ class FakeOpenAI:
                 time.sleep(reply.delay_s)
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 data = payload.encode()
+                if reply.drip_s > 0:
+                    head = f"HTTP/1.1 {reply.status} OK\r\nContent-Length: {len(data)}\r\n\r\n"
+                    try:
+                        for byte in head.encode() + data:
+                            self.wfile.write(bytes([byte]))
+                            time.sleep(reply.drip_s)
+                    except OSError:  # the client gave up and closed the socket
+                        pass
+                    return
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -130,7 +141,10 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_judge(base_url: str, **kwargs: object) -> OpenAIPairJudge:
-    settings = dict(template=TEMPLATE, timeout_s=2.0, max_retries=2, backoff_s=0.01)
+    # Tests of single verdicts accept any share of invalid ones; the share check has its own.
+    settings = dict(
+        template=TEMPLATE, timeout_s=2.0, max_retries=2, backoff_s=0.01, max_invalid_share=1.0
+    )
     settings.update(kwargs)
     return OpenAIPairJudge(base_url, "judge-model", **settings)  # type: ignore[arg-type]
 
@@ -361,3 +375,58 @@ def test_judges_both_orders_through_the_pairwise_protocol(serve):
     assert set(pairs.column("method").to_pylist()) == {"logprobs"}
     ranked = [r["sample_index"] for r in sorted(scores, key=lambda r: -r["score"])]
     assert ranked == [0, 1, 2]
+
+
+def test_a_slow_endpoint_is_cut_off_at_the_total_deadline(serve):
+    # One byte every 0.2 s: each read is quick, the whole reply would take ~40 s.
+    ok = logprobs_reply({" A": -0.1, " B": -2.4})
+    server = serve(lambda n, body: Reply(body=ok.body, drip_s=0.2))
+    judge = make_judge(server.base_url, timeout_s=0.6, max_retries=1)
+
+    started = time.monotonic()
+    with pytest.raises(Satk8sError, match=r"no complete answer within timeout_s=0.6"):
+        judge.judge([request()])
+
+    assert time.monotonic() - started < 4.0  # two attempts of 0.6 s, a backoff, not 80 s
+    assert len(server.seen) == 2
+
+
+def test_an_endpoint_answering_200_with_garbage_fails_the_step(serve):
+    ok = logprobs_reply({" A": -0.1, " B": -2.4})
+    garbage = Reply(body={"choices": [{"text": "<html>rate limited, try later</html>"}]})
+    # 2 of 20 verdicts invalid: 10%, over the default 5%.
+    server = serve(lambda n, body: garbage if n in (3, 7) else ok)
+    judge = make_judge(server.base_url, max_invalid_share=0.05, concurrency=1)
+
+    with pytest.raises(Satk8sError) as err:
+        judge.judge([request() for _ in range(20)])
+
+    message = str(err.value)
+    assert "2 of 20 verdicts are invalid (10.0%, more than max_invalid_share=5.0%)" in message
+    assert "rate limited, try later" in message  # a sample reply says what came back
+    # Under the threshold the step goes on, the invalid pairs left out of the fit.
+    server = serve(lambda n, body: garbage if n == 3 else ok)
+    verdicts = make_judge(server.base_url, max_invalid_share=0.05, concurrency=1).judge(
+        [request() for _ in range(20)]
+    )
+    assert sum(v.method == "invalid" for v in verdicts) == 1
+
+
+def test_a_password_in_the_base_url_is_never_shown():
+    url = closed_port_url().replace("http://", "http://judge-user:Pa55-w0rd-x9@")
+    judge = make_judge(url, max_retries=0)
+
+    with pytest.raises(Satk8sError) as err:
+        judge.judge([request()])
+
+    assert "Pa55-w0rd-x9" not in str(err.value) and "connection failed" in str(err.value)
+    assert "Pa55-w0rd-x9" not in repr(judge)
+
+
+def test_the_external_judge_config_takes_a_variable_name_not_a_key():
+    from satk8s.signals.external_judge import ExternalJudgeConfig
+
+    with pytest.raises(ConfigError, match="api_key_env") as err:
+        ExternalJudgeConfig(kind="openai", model="m", base_url="http://h", api_key_env=KEY)
+    assert KEY not in str(err.value)
+    assert ExternalJudgeConfig().max_invalid_share == 0.05

@@ -167,3 +167,29 @@ def test_the_code_version_follows_the_source(tmp_path: Path) -> None:
     before = source_hash(tmp_path)
     (tmp_path / "a.py").write_text("x = 2\n")
     assert source_hash(tmp_path) != before
+
+
+def test_the_code_version_covers_components_pipelines_and_dependencies(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from satk8s.store.keys import _package_dir, code_version, dependency_versions
+
+    repo = Path(__file__).resolve().parents[1]
+    assert _package_dir("satk8s.components") == repo / "components"
+    assert _package_dir("satk8s.pipelines") == repo / "pipelines"
+    deps = dependency_versions()
+    assert deps["torch"] == version("torch") and deps["trl"] == version("trl")
+    assert "pytest" not in deps  # extras are not the pinned stack
+
+    folders = {name: tmp_path / name for name in ("satk8s", "components", "pipelines")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "a.py").write_text("x = 1\n")
+    before = code_version("0.1.0", folders, deps)
+    assert before == code_version("0.1.0", folders, deps)
+    (folders["components"] / "a.py").write_text("x = 2\n")
+    after_component = code_version("0.1.0", folders, deps)
+    (folders["pipelines"] / "b.py").write_text("y = 1\n")
+    after_pipeline = code_version("0.1.0", folders, deps)
+    upgraded = code_version("0.1.0", folders, {**deps, "transformers": "9.9.9"})
+    assert len({before, after_component, after_pipeline, upgraded}) == 4

@@ -15,7 +15,14 @@ import pytest
 
 from satk8s.errors import DataError
 from satk8s.steps import outputs
-from satk8s.steps.outputs import commit, commit_partial, finished_summary, input_path, open_output
+from satk8s.steps.outputs import (
+    commit,
+    commit_partial,
+    finished_summary,
+    input_path,
+    open_output,
+    step_output,
+)
 from satk8s.store import CorruptObjectError, StoreError, get_store, step_key
 from satk8s.store.cache import cache_root
 from satk8s.store.fetch import read_manifest_at
@@ -86,13 +93,17 @@ def test_the_manifest_is_written_last(store_root: str, monkeypatch: pytest.Monke
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def put_files(self, items: Any, link: bool = False) -> None:
+        def put_files(self, items: Any, link: bool = False, create_only: bool = False) -> None:
             writes.extend(uri for _, uri, _ in items)
-            real.put_files(items, link=link)
+            real.put_files(items, link=link, create_only=create_only)
 
         def write_bytes(self, uri: str, data: bytes) -> None:
             writes.append(uri)
             real.write_bytes(uri, data)
+
+        def create_bytes(self, uri: str, data: bytes) -> bool:
+            writes.append(uri)
+            return real.create_bytes(uri, data)
 
     monkeypatch.setattr(outputs, "get_store", lambda uri: Recording())
     out = join(store_root, "x")
@@ -156,8 +167,8 @@ def test_a_failed_upload_leaves_no_finished_output(
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def put_files(self, items: Any, link: bool = False) -> None:
-            real.put_files(items[:1], link=link)
+        def put_files(self, items: Any, link: bool = False, create_only: bool = False) -> None:
+            real.put_files(items[:1], link=link, create_only=create_only)
             raise StoreError(out, "connection reset (simulated)")
 
     with monkeypatch.context() as patch:
@@ -255,15 +266,35 @@ def test_a_remote_input_is_downloaded_once(s3_bucket: str) -> None:
     ).read_text() == "cached"
 
 
-def _writer(out: str, tag: str, barrier: threading.Barrier, results: dict[str, Any]) -> None:
+def test_a_tampered_cached_input_is_checked_and_fetched_again(s3_bucket: str) -> None:
+    out = f"s3://{s3_bucket}/x"
+    run_toy_step(out, "the real bytes")
+    shutil.rmtree(cache_root(), ignore_errors=True)
+    cached = input_path(out, "x", "step") / "data.txt"
+    cached.write_text("the fake bytes")  # same size: only the sha256 tells
+    assert (input_path(out, "x", "step") / "data.txt").read_text() == "the real bytes"
+    # a prefix without a manifest (a model someone uploaded) is checked the same way
+    raw = f"s3://{s3_bucket}/raw"
+    get_store(raw).write_bytes(join(raw, "config.json"), b'{"a": 1}')
+    copy = input_path(raw, "model") / "config.json"
+    copy.write_bytes(b'{"a": 2}')
+    assert (input_path(raw, "model") / "config.json").read_bytes() == b'{"a": 1}'
+
+
+def _writer(out: str, tag: str, results: dict[str, Any]) -> None:
+    """A step's writer of `out`; it records whether it did the work."""
     try:
-        root = open_output(out)
-        for i in range(3):
-            (root / f"shard-{i}.txt").write_text(f"{tag} {i} " * (i + 1))
-        barrier.wait()
-        commit_partial(root, "shard-0.txt")
-        (root / "summary.json").write_text(json.dumps({"writer": tag}))
-        results[tag] = commit(root, "toy", {}, {}, {"writer": tag}, time.time())
+        with step_output(out, "toy", {"text": "same"}, {}) as output:
+            if output.cached is not None:
+                results[tag] = {**output.cached, "worked": False}
+                return
+            root = output.open()
+            for i in range(3):
+                (root / f"shard-{i}.txt").write_text(f"{tag} {i} " * (i + 1))
+            time.sleep(0.5)  # the other writer starts meanwhile
+            commit_partial(root, "shard-0.txt")
+            (root / "summary.json").write_text(json.dumps({"writer": tag}))
+            results[tag] = {**output.commit(root, {"writer": tag}, time.time()), "worked": True}
     except Exception as err:  # reported by the test
         import traceback
 
@@ -271,49 +302,52 @@ def _writer(out: str, tag: str, barrier: threading.Barrier, results: dict[str, A
         results[tag] = err
 
 
-def test_concurrent_writers_of_one_key_leave_a_consistent_output(store_root: str) -> None:
+def test_identical_steps_started_at_once_do_the_work_once(store_root: str) -> None:
     out = join(store_root, "steps", "toy", "same-key")
-    barrier = threading.Barrier(2)
     results: dict[str, Any] = {}
-    threads = [threading.Thread(target=_writer, args=(out, tag, barrier, results)) for tag in "AB"]
+    threads = [threading.Thread(target=_writer, args=(out, tag, results)) for tag in "AB"]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert all(isinstance(r, dict) for r in results.values()), results
-    winners = [tag for tag, r in results.items() if not r["cached"]]
-    assert len(winners) == 1
-    winner = winners[0]
-    assert all(r["writer"] == winner for r in results.values())  # the loser reports the winner's
+    workers = [tag for tag, r in results.items() if r["worked"]]
+    assert len(workers) == 1  # the other waited for the lease, then found the output finished
+    winner = workers[0]
+    loser = results["B" if winner == "A" else "A"]
+    assert loser["cached"] is True and loser["writer"] == winner
     shutil.rmtree(cache_root(), ignore_errors=True)
     root = input_path(out, "x", "step")  # every object matches the manifest's sha256
-    texts = [(root / f"shard-{i}.txt").read_text() for i in range(3)]
-    assert all(t.startswith(f"{winner} ") for t in texts)  # no mix of the two writers
+    assert all((root / f"shard-{i}.txt").read_text().startswith(f"{winner} ") for i in range(3))
     assert json.loads((root / "summary.json").read_text()) == {"writer": winner}
 
 
-def test_concurrent_writer_processes_leave_a_consistent_output(store_root: str) -> None:
+def test_identical_writer_processes_do_the_work_once(store_root: str) -> None:
     import multiprocessing
 
     out = join(store_root, "steps", "toy", "same-key-procs")
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_process_writer, args=(out, tag)) for tag in "CD"]
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_process_writer, args=(out, tag, queue)) for tag in "CD"]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
+    worked = sorted(queue.get(timeout=5) for _ in procs)
+    assert worked == [False, True]
     shutil.rmtree(cache_root(), ignore_errors=True)
     root = input_path(out, "x", "step")
     winner = json.loads((root / "summary.json").read_text())["writer"]
     assert all((root / f"shard-{i}.txt").read_text().startswith(f"{winner} ") for i in range(3))
 
 
-def _process_writer(out: str, tag: str) -> None:
+def _process_writer(out: str, tag: str, queue: Any) -> None:
     results: dict[str, Any] = {}
-    _writer(out, tag, threading.Barrier(1), results)
+    _writer(out, tag, results)
     if not isinstance(results[tag], dict):
         raise results[tag]
+    queue.put(results[tag]["worked"])
 
 
 SECRETS = [

@@ -183,23 +183,51 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir,
     ]
     # A preemption during step 3 or 4: checkpoint-4 never finished writing.
     (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
-    resumed = train(sft_table(), model_dir, out, config(max_steps=6, save_steps=2))
+    resumed = train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
     assert resumed["resumed_from"] == "checkpoint-2"
-    assert resumed["steps"] == 6
-    assert len(resumed["losses"]) == 6  # steps 1-2 from the checkpoint's log, 3-6 from this run
+    assert resumed["steps"] == 4
+    assert len(resumed["losses"]) == 4  # steps 1-2 from the checkpoint's log, 3-4 from this run
     assert resumed["losses"][:2] == pytest.approx(first["losses"][:2], abs=1e-6)
     # Steps 3-4 are the same batches from the same state: resuming changes nothing.
     assert resumed["losses"][2:4] == pytest.approx(first["losses"][2:4], abs=1e-5)
 
 
 @pytest.mark.slow
-def test_resuming_a_finished_run_trains_no_more_steps(model_dir, tmp_path):
+def test_a_checkpoint_of_another_config_is_never_resumed_from(model_dir, tmp_path):
     out = tmp_path / "run"
-    train(sft_table(), model_dir, out, config(max_steps=2, save_steps=2))
+    train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
+    (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
+    with pytest.raises(ConfigError, match="learning_rate: 0.001 -> 0.002") as err:
+        train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2, learning_rate=2e-3))
+    assert "checkpoint-2" in str(err.value)
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_trains_no_more_steps(model_dir, tmp_path):
+    """The last step (3) is not a multiple of save_steps: the final checkpoint is the end of
+    training, and the model saved from it is the uninterrupted run's, bit for bit."""
+    out = tmp_path / "run"
+    settings = config(max_steps=3, save_steps=2, lr_scheduler_type="constant")
+    first = train(sft_table(), model_dir, out, settings)
+    weights = (out / "model" / "model.safetensors").read_bytes()
     shutil.rmtree(out / "model")
-    again = train(sft_table(), model_dir, out, config(max_steps=2, save_steps=2))
-    assert again["resumed_from"] == "checkpoint-2" and again["steps"] == 2
-    assert (out / "model" / "config.json").is_file()
+    again = train(sft_table(), model_dir, out, settings)
+    assert again["resumed_from"] == "checkpoint-3" and again["steps"] == 3
+    assert again["losses"] == first["losses"]
+    assert not (out / "checkpoints" / "checkpoint-4").exists()
+    assert (out / "model" / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.slow
+def test_a_finished_lora_run_is_saved_from_its_final_adapter(model_dir, tmp_path):
+    out = tmp_path / "run"
+    settings = config(max_steps=3, save_steps=2, lora=True, lora_r=4, lora_alpha=8)
+    train(sft_table(), model_dir, out, settings)
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    shutil.rmtree(out / "model")
+    again = train(sft_table(), model_dir, out, settings)
+    assert again["resumed_from"] == "checkpoint-3" and again["steps"] == 3
+    assert (out / "model" / "model.safetensors").read_bytes() == weights
 
 
 # ----------------------------------------------------------------------------- config errors

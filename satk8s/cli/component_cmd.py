@@ -47,8 +47,10 @@ def component(
     -- --out s3://b/x -i questions=s3://b/q`.
     """
     from satk8s.orchestration.docker import component_argv, forwarded_env_names, shell_line
+    from satk8s.store.redact import refuse_credentials
 
     try:
+        refuse_credentials("--set", _overrides([*(args or []), *ctx.args]))
         argv = component_argv(
             step,
             list(args or []) + list(ctx.args),
@@ -76,6 +78,19 @@ def component(
         )
         raise typer.Exit(2)
     raise typer.Exit(subprocess.run(argv, check=False).returncode)
+
+
+def _overrides(args: list[str]) -> dict[str, str]:
+    """The `--set key=value` settings among a step's arguments, as {key: value}."""
+    found = {}
+    for i, arg in enumerate(args):
+        item = arg.removeprefix("--set=") if arg.startswith("--set=") else None
+        if arg == "--set" and i + 1 < len(args):
+            item = args[i + 1]
+        if item and "=" in item:
+            key, value = item.split("=", 1)
+            found[key] = value
+    return found
 
 
 COMPONENT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}

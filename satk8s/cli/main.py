@@ -14,6 +14,7 @@ from satk8s.cli.grid_cmd import grid_app
 from satk8s.cli.pipeline_cmd import compile_cmd, run, run_local_grid
 from satk8s.cli.runs_cmd import runs_app, submit
 from satk8s.cli.store_cmd import store_app
+from satk8s.cli.summary import fail, install_redaction, print_summary
 from satk8s.errors import Satk8sError
 from satk8s.steps import STEPS, Step
 
@@ -28,9 +29,14 @@ app.add_typer(tiny_app, name="tiny")
 app.add_typer(step_app, name="step")
 
 
+@app.callback()
+def _setup() -> None:
+    """satk8s: learning from saturated data, from a laptop to a GPU cluster."""
+    install_redaction()
+
+
 def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    fail(err)
 
 
 @tiny_app.command("build")
@@ -75,23 +81,31 @@ def _register_step(step: Step) -> None:
         out: str = typer.Option(..., "--out", help="Output location (path or file://, s3://)."),
         input_: list[str] = typer.Option([], "--input", "-i", help="Input location, NAME=URI."),
         set_: list[str] = typer.Option([], "--set", help="Config override, key=value (dotted)."),
-        force: bool = typer.Option(False, help="Recompute even if a finished output exists."),
+        force: bool = typer.Option(
+            False,
+            help="Recompute even if a finished output exists, and replace an output (finished "
+            "or not) of another config at --out.",
+        ),
     ) -> None:
         from satk8s.config import build_config
         from satk8s.threads import limit_threads
 
         inputs = _parse_inputs(input_, step)
-        try:
+
+        def run() -> dict:
             limit_threads()
             config = build_config(step.config, set_)
-            summary = step.run(out=out, config=config, force=force, **inputs)
-        except Satk8sError as err:
-            _fail(err)
-        typer.echo(json.dumps(summary, indent=2, default=str))
+            return step.run(out=out, config=config, force=force, **inputs)
+
+        print_summary(run)
 
     optional = f" (optional: {', '.join(step.optional_inputs)})" if step.optional_inputs else ""
     inputs = ", ".join(step.inputs) or "none"
-    command.__doc__ = f"{step.summary} Inputs: {inputs}{optional}."
+    command.__doc__ = (
+        f"{step.summary} Inputs: {inputs}{optional}. Prints the step's JSON summary alone on "
+        "stdout (logs go to stderr). An --out that holds, or is being written with, another "
+        "config is refused unless --force."
+    )
     step_app.command(name)(command)
 
 

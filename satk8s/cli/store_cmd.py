@@ -22,8 +22,10 @@ def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except Satk8sError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        from satk8s.cli.summary import fail
+
+        fail(err)
+        raise  # not reached: fail exits
 
 
 def human(n: float) -> str:
@@ -44,11 +46,13 @@ def _age(seconds: float) -> str:
 def _row(output: Any) -> dict[str, Any]:
     return {
         "uri": output.uri,
-        "status": "finished" if output.finished else "unfinished",
+        "status": output.status,
         "step": output.step,
         "files": output.files,
         "bytes": output.bytes,
+        "scratch_bytes": output.scratch_bytes,
         "modified": output.modified,
+        "problems": output.problems,
     }
 
 
@@ -56,23 +60,33 @@ def _row(output: Any) -> dict[str, Any]:
 def ls(
     root: str = typer.Argument(..., help="Store location, e.g. s3://bucket/satk8s or ./runs."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per output."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also check every file's sha256 (reads every byte)."
+    ),
 ) -> None:
-    """List the step outputs under ROOT: finished or not, step, files, size, age."""
+    """List the step outputs under ROOT: status (finished, damaged, writing, unfinished),
+    step, files, size, age. Finished means every file the manifest lists is there with its
+    size (and, with --verify, its sha256)."""
     from satk8s.store.inventory import inventory
 
-    outputs, loose = _run(lambda: inventory(root))
+    outputs, loose = _run(lambda: inventory(root, verify=verify))
     now = time.time()
     for output in outputs:
         row = _row(output)
         if as_json:
             typer.echo(json.dumps(row))
             continue
+        scratch = f" (+{human(row['scratch_bytes'])} scratch)" if row["scratch_bytes"] else ""
         typer.echo(
             f"{row['status']:<10} {row['step'] or '-':<14} {row['files']:>6} files "
-            f"{human(row['bytes']):>10} {_age(now - row['modified']):>5}  {row['uri']}"
+            f"{human(row['bytes']):>10} {_age(now - row['modified']):>5}  {row['uri']}{scratch}"
         )
+        for problem in row["problems"][:5]:
+            typer.echo(f"{'':<11}{problem}")
     if not as_json:
-        typer.echo(f"{len(outputs)} outputs, {len(loose)} other objects")
+        damaged = sum(o.status == "damaged" for o in outputs)
+        note = f"; {damaged} damaged: rerun their steps with --force" if damaged else ""
+        typer.echo(f"{len(outputs)} outputs, {len(loose)} other objects{note}")
 
 
 @store_app.command("du")
@@ -80,15 +94,18 @@ def du(
     root: str = typer.Argument(..., help="Store location."),
     as_json: bool = typer.Option(False, "--json", help="Print the totals as JSON."),
 ) -> None:
-    """Bytes used under ROOT, by step, with unfinished outputs and other objects apart."""
+    """Bytes used under ROOT, by step, with unfinished outputs, writers' scratch and other
+    objects apart."""
     from satk8s.store.inventory import inventory
 
     outputs, loose = _run(lambda: inventory(root))
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"outputs": 0, "bytes": 0})
     for output in outputs:
-        group = (output.step or "?") if output.finished else "(unfinished)"
+        group = (output.step or "?") if output.finished else f"({output.status})"
         totals[group]["outputs"] += 1
         totals[group]["bytes"] += output.bytes
+        if output.scratch_bytes:
+            totals["(scratch)"]["bytes"] += output.scratch_bytes
     if loose:
         totals["(other objects)"] = {"outputs": 0, "bytes": sum(o.size for o in loose)}
     total = sum(t["bytes"] for t in totals.values())
@@ -112,22 +129,28 @@ def gc(
     yes: bool = typer.Option(False, "--yes", help="Delete. Without it, only show what would go."),
     grace_hours: float = typer.Option(24.0, help="Spare outputs modified this recently."),
 ) -> None:
-    """Delete outputs that no kept run references (a dry run unless --yes)."""
+    """Delete outputs that no kept run references (a dry run unless --yes). Outputs a live
+    writer is writing are never deleted."""
     from satk8s.store import gc as store_gc
 
     result = _run(lambda: store_gc.plan(root, keep, grace_hours * 3600))
     verb = "deleting" if yes else "would delete"
     for output in result.delete:
-        typer.echo(f"{verb} {human(output.bytes):>10}  {output.uri}")
+        typer.echo(f"{verb} {human(output.total_bytes):>10}  {output.uri}")
+    for output in result.busy:
+        typer.echo(f"sparing (being written) {output.uri}")
     for upload in result.uploads:
         typer.echo(f"{verb} incomplete upload s3://{upload['bucket']}/{upload['Key']}")
     typer.echo(
         f"keeping {len(result.keep)} referenced outputs, sparing {len(result.young)} "
-        f"modified within {grace_hours:g} h"
+        f"modified within {grace_hours:g} h and {len(result.busy)} being written"
     )
     if yes:
-        _run(lambda: store_gc.execute(result))
-        typer.echo(f"deleted {len(result.delete)} outputs, {human(result.bytes_freed)}")
+        spared = _run(lambda: store_gc.execute(result))
+        for output in spared:
+            typer.echo(f"sparing (being written) {output.uri}")
+        freed = sum(o.total_bytes for o in result.delete if o not in spared)
+        typer.echo(f"deleted {len(result.delete) - len(spared)} outputs, {human(freed)}")
     else:
         typer.echo(
             f"dry run: {len(result.delete)} outputs, {human(result.bytes_freed)} "
@@ -142,11 +165,14 @@ def stage_model_cmd(
     revision: str = typer.Option("main", help="Hub branch, tag or commit."),
     force: bool = typer.Option(False, help="Mirror again even if the store has it."),
 ) -> None:
-    """Mirror a model into the store once; prints the s3:// (or file://) location to use."""
-    from satk8s.store.keys import input_digest
+    """Mirror a model into the store once; prints the s3:// (or file://) location to use (in
+    its JSON summary, alone on stdout). A bad reference fails before anything is written."""
+    from satk8s.cli.summary import print_summary
+    from satk8s.store.model_identity import describe_model
     from satk8s.store.stage_model import (
         StageModelConfig,
         is_local_reference,
+        local_model_dir,
         model_uri,
         stage_model,
     )
@@ -156,11 +182,11 @@ def stage_model_cmd(
         config = StageModelConfig(model=model, revision=revision)
         if is_local_reference(model):
             # By content: two different checkpoints with one directory name never collide.
-            name = model.removeprefix("file://").rstrip("/").rsplit("/", 1)[-1]
-            digest = input_digest(model)[:12]
+            name = local_model_dir(model).name
+            digest = str(describe_model(model)["identity"])[:12]
             out = join(store, "models", "local", f"{name}-{digest}")
         else:
             out = model_uri(store, model, revision)
         return stage_model(out, config, force=force)
 
-    typer.echo(json.dumps(_run(run), indent=2, default=str))
+    print_summary(run)

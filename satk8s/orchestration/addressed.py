@@ -41,8 +41,11 @@ def addressed_output(
     step: str, store_root: str, config: Mapping[str, Any], inputs: Mapping[str, str]
 ) -> str:
     """Where `step` with this resolved `config` on these `inputs` lives in the store."""
+    from satk8s.store.model_identity import model_digests
+
     step_named(step)
-    key = step_key(step, dict(config), input_digests(dict(inputs)))
+    models = model_digests(config)  # a local model's content, a hub model's commit
+    key = step_key(step, dict(config), input_digests(dict(inputs)), None, models)
     return output_uri(store_root, step, key)
 
 

@@ -7,6 +7,7 @@ with logprobs, text verdicts as the fallback) and `oracle` (arith only: checks e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,11 @@ class ExternalJudgeConfig:
     tensor_parallel_size: int = 1
     """GPUs for the judge model (vllm)."""
     timeout_s: float = 30.0
-    """Per-request timeout (openai)."""
+    """Total seconds for one request: connect, wait and the whole reply (openai)."""
     max_retries: int = 4
     """Retries on 429, 5xx and timeouts, with exponential backoff (openai)."""
+    max_invalid_share: float = 0.05
+    """The step fails when more than this share of the verdicts is invalid (openai)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,6 +73,13 @@ class ExternalJudgeConfig:
             raise ConfigError("base_url", "judge kind 'openai' needs the endpoint's base URL")
         if self.aggregate not in AGGREGATES:
             raise ConfigError("aggregate", f"must be one of {AGGREGATES}, got '{self.aggregate}'")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            # Never echoed: a key pasted here by mistake must not reach a log or a manifest.
+            raise ConfigError(
+                "api_key_env",
+                "must be the NAME of the environment variable holding the key (e.g. "
+                "OPENAI_API_KEY), not the key itself",
+            )
 
 
 class VLLMPairJudge:
@@ -122,6 +132,7 @@ def make_judge(config: ExternalJudgeConfig) -> PairJudge:
             labels=config.judge.labels,
             timeout_s=config.timeout_s,
             max_retries=config.max_retries,
+            max_invalid_share=config.max_invalid_share,
         )
     if config.kind == "vllm":
         return VLLMPairJudge(config.model, config.judge, config.tensor_parallel_size)

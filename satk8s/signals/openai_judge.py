@@ -12,13 +12,20 @@ logprob). The verdict is read the same way the local judges read it:
 - text: an endpoint that returns no logprobs (`logprobs: null`) gets its generated text read
   instead: the first label found as a standalone word gives p_first 1.0 or 0.0.
 - invalid: anything else (malformed JSON, missing fields, no label) is `Verdict(None,
-  "invalid")`; the step goes on and the pairwise fit leaves that pair out.
+  "invalid")`; the pairwise fit leaves that pair out. When more than `max_invalid_share`
+  (default 5%) of all verdicts are invalid, the endpoint is not working as a judge (it answers
+  200 with something else): the step fails with the counts and a sample reply instead of
+  finishing on neutral scores.
 
 The prompt is `JudgeTemplate.render` of the pair with its trailing space removed
 (`strip_trailing_space`): the models behind these APIs use BPE tokenizers, which write the label
 as " A", and a prompt that ends in a space makes them predict an unusual token instead.
 
 Failures, and when they stop the step:
+- `timeout_s` is the total time of one attempt: connecting, waiting, and reading the whole
+  reply. A server that answers slowly (a byte a second) is cut off when it runs out, not kept
+  alive by each byte (the socket is shut down by a timer; per-read timeouts alone never fire
+  while bytes keep coming).
 - 429, 5xx, timeouts and connection errors are retried up to `max_retries` times with
   exponential backoff (`backoff_s * 2**attempt`, a little jitter on top); a `Retry-After` header
   replaces the backoff, capped at `retry_after_cap_s`.
@@ -34,7 +41,8 @@ Failures, and when they stop the step:
 
 The API key is read from the environment variable named by `api_key_env` and is sent only as
 `Authorization: Bearer ...`; it is kept out of repr, logs and error messages (server error text
-is scrubbed of it too). No key set is allowed: local vLLM servers usually need none.
+is scrubbed of it too), and so is any password in `base_url`. No key set is allowed: local
+vLLM servers usually need none.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import math
 import os
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -56,9 +65,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from satk8s.errors import ConfigError, Satk8sError
 from satk8s.signals.pairwise import DEFAULT_TEMPLATE, JudgeTemplate, PairRequest, Verdict
+from satk8s.store.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,61 @@ class _Failure:
     """A request that got no usable HTTP answer after its retries."""
 
     reason: str
+
+
+# -- a total deadline per request ----------------------------------------------------------
+# requests' timeouts bound each socket operation, so a server that sends a byte just before
+# each one expires keeps a request open forever. The connections a request uses are recorded
+# (per thread) and a timer shuts their sockets down when the request's time is up.
+_in_flight = threading.local()
+
+
+class _CuttableHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if (connections := getattr(_in_flight, "connections", None)) is not None:
+            connections.append(self)
+        return super().request(*args, **kwargs)
+
+
+class _CuttableHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if (connections := getattr(_in_flight, "connections", None)) is not None:
+            connections.append(self)
+        return super().request(*args, **kwargs)
+
+
+class _CuttablePool(HTTPConnectionPool):
+    ConnectionCls = _CuttableHTTPConnection
+
+
+class _CuttableTlsPool(HTTPSConnectionPool):
+    ConnectionCls = _CuttableHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections a deadline timer can cut (proxied ones too)."""
+
+    _POOLS = {"http": _CuttablePool, "https": _CuttableTlsPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(self._POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(self._POOLS)
+        return manager
+
+
+def _cut(connections: list[Any], fired: threading.Event) -> None:
+    fired.set()
+    for connection in connections:
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+            except OSError:
+                pass
 
 
 def completions_url(base_url: str) -> str:
@@ -196,6 +264,7 @@ class OpenAIPairJudge:
         retry_after_cap_s: float = 30.0,
         max_consecutive_failures: int = 16,
         strip_trailing_space: bool = True,
+        max_invalid_share: float = 0.05,
     ) -> None:
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError("base_url", f"must be an http(s) URL, got {base_url!r}")
@@ -223,9 +292,14 @@ class OpenAIPairJudge:
             raise ConfigError(
                 "max_consecutive_failures", f"must be >= 1, got {max_consecutive_failures}"
             )
+        if not 0.0 <= max_invalid_share <= 1.0:
+            raise ConfigError("max_invalid_share", f"must be in [0, 1], got {max_invalid_share}")
         self.name = f"openai:{model}"
         self.base_url = base_url
         self.url = completions_url(base_url)
+        self.shown_url = redact_text(self.url)  # a password in the URL is never printed
+        self.max_invalid_share = max_invalid_share
+        self._invalid_sample: str | None = None
         self.model = model
         self.labels = self.prompt.labels
         self.strip_trailing_space = strip_trailing_space
@@ -244,21 +318,43 @@ class OpenAIPairJudge:
 
     def __repr__(self) -> str:
         key = f"${self.api_key_env} set" if self._api_key else f"${self.api_key_env} unset"
-        return f"OpenAIPairJudge(url={self.url!r}, model={self.model!r}, key: {key})"
+        return f"OpenAIPairJudge(url={self.shown_url!r}, model={self.model!r}, key: {key})"
 
     # -- one request ---------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
         if self._api_key:
             text = text.replace(self._api_key, "***")
-        return text
+        return redact_text(text)
 
     def _session(self) -> requests.Session:
         # One session per worker thread: connections are reused, sessions are not shared.
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            adapter = _DeadlineAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
         return session
+
+    def _send(self, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
+        """One attempt, cut off when `timeout_s` is over (connect, wait and body together)."""
+        connections: list[Any] = []
+        fired = threading.Event()
+        timer = threading.Timer(self.timeout_s, _cut, args=(connections, fired))
+        _in_flight.connections = connections
+        timer.start()
+        try:
+            return self._session().post(
+                self.url, json=body, headers=headers, timeout=self.timeout_s
+            )
+        except requests.RequestException:
+            if fired.is_set():
+                raise requests.Timeout() from None
+            raise
+        finally:
+            timer.cancel()
+            _in_flight.connections = None
 
     def _delay_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -282,12 +378,10 @@ class OpenAIPairJudge:
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
-                reply = self._session().post(
-                    self.url, json=body, headers=headers, timeout=self.timeout_s
-                )
+                reply = self._send(body, headers)
             except requests.Timeout:
-                reason = f"no answer within timeout_s={self.timeout_s}"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
+                reason = f"no complete answer within timeout_s={self.timeout_s}"
+            except requests.RequestException as err:
                 reason = f"connection failed ({type(err).__name__})"
             else:
                 status = reply.status_code
@@ -296,12 +390,12 @@ class OpenAIPairJudge:
                 snippet = self._scrub(reply.text[:200])
                 if status in (401, 403):
                     raise Satk8sError(
-                        f"{self.url} refused the request (HTTP {status}: {snippet}); check the "
+                        f"{self.shown_url} refused the request (HTTP {status}: {snippet}); check the "
                         f"API key in ${self.api_key_env}"
                     )
                 if status == 404:
                     raise Satk8sError(
-                        f"{self.url} answered HTTP 404 ({snippet}); check base_url and that the "
+                        f"{self.shown_url} answered HTTP 404 ({snippet}); check base_url and that the "
                         f"server serves model {self.model!r} on the completions API"
                     )
                 reason = f"HTTP {status}: {snippet}"
@@ -310,7 +404,7 @@ class OpenAIPairJudge:
                 retry_after = _retry_after_s(reply.headers.get("Retry-After"))
             if attempt < self.max_retries:
                 delay = self._delay_s(attempt, retry_after)
-                log.debug("retrying %s in %.2fs (%s)", self.url, delay, reason)
+                log.debug("retrying %s in %.2fs (%s)", self.shown_url, delay, reason)
                 time.sleep(delay)
         return _Failure(f"{reason}, after {self.max_retries + 1} attempts")
 
@@ -330,7 +424,7 @@ class OpenAIPairJudge:
             if stop:
                 halt.set()
                 raise Satk8sError(
-                    f"the OpenAI-compatible endpoint {self.url} failed: {outcome.reason}; "
+                    f"the OpenAI-compatible endpoint {self.shown_url} failed: {outcome.reason}; "
                     "check that the server is running and that base_url and model are right"
                 )
             log.warning(
@@ -340,11 +434,20 @@ class OpenAIPairJudge:
                 request.second_index,
                 outcome.reason,
             )
+            self._note_invalid(outcome.reason)
             return INVALID
         with self._lock:
             self._endpoint_ok = True
             self._consecutive_failures = 0
-        return parse_completion(outcome, self.labels)
+        verdict = parse_completion(outcome, self.labels)
+        if verdict.method == "invalid":
+            self._note_invalid(outcome)
+        return verdict
+
+    def _note_invalid(self, reply: str) -> None:
+        with self._lock:
+            if self._invalid_sample is None:
+                self._invalid_sample = self._scrub(reply[:300])
 
     # -- the PairJudge interface ---------------------------------------------------------
 
@@ -379,5 +482,13 @@ class OpenAIPairJudge:
         assert len(done) == len(requests)
         invalid = sum(v.method == "invalid" for v in done)
         if invalid:
-            log.warning("%s: %d of %d pairs invalid", self.name, invalid, len(done))
+            log.warning("%s: %d of %d verdicts invalid", self.name, invalid, len(done))
+        if done and invalid / len(done) > self.max_invalid_share:
+            raise Satk8sError(
+                f"judge {self.name} at {self.shown_url}: {invalid} of {len(done)} verdicts are "
+                f"invalid ({invalid / len(done):.1%}, more than max_invalid_share="
+                f"{self.max_invalid_share:.1%}); a sample reply: {self._invalid_sample!r}. The "
+                "endpoint answers, but not as a judge: check that it serves a completions model "
+                f"with logprobs and that its answers start with the labels {list(self.labels)}"
+            )
         return done

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from satk8s.signals.gate import GATED_FILE, check_gate
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import finished_summary, input_path, step_output
 from satk8s.training.datasets import (
     BuildConfig,
     build_metadata,
@@ -29,35 +29,36 @@ def build_dataset(
     """Writes `train.parquet` (or `gated.json` for a gated cell). `scores` (a signal output) is
     needed by every algorithm but sft; its `diagnostics.json`, when it holds judge health, is
     checked against the gate."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
     inputs = {"kept": kept, "scores": scores}
-    gate = {"passed": True, "reasons": [], "judged": False, "health": {}}
-    score_table = None
-    if scores:
-        scores_root = input_path(scores, "scores", "step")
-        score_table = pq.read_table(scores_root / "scores.parquet")
-        diagnostics_file = scores_root / "diagnostics.json"
-        if diagnostics_file.is_file():
-            gate = check_gate(json.loads(diagnostics_file.read_text()), config.judge_gate)
-    if not gate["passed"]:
-        root = open_output(out, force)
-        signal = (finished_summary(scores) or {}).get("signal", "")
-        record = {"algorithm": config.algorithm, "signal": signal, **gate}
-        (root / GATED_FILE).write_text(json.dumps(record, indent=2))
-        summary = {"algorithm": config.algorithm, "rows": 0, "gated": True, "gate": gate}
-        return commit(root, "build_dataset", config, inputs, summary, started)
-    kept_table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
-    table = build_training_set(kept_table, score_table, config)
-    validate_training_set(table, config.algorithm, source=f"training set built from {kept}")
-    root = open_output(out, force)
-    pq.write_table(table, root / "train.parquet")
-    summary = {
-        "algorithm": config.algorithm,
-        "rows": table.num_rows,
-        "questions": len(set(table.column("question_id").to_pylist())),
-        "weights": build_metadata(table)["weights"],
-        "gate": gate,
-    }
-    return commit(root, "build_dataset", config, inputs, summary, started)
+    with step_output(out, "build_dataset", config, inputs, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        gate = {"passed": True, "reasons": [], "judged": False, "health": {}}
+        score_table = None
+        if scores:
+            scores_root = input_path(scores, "scores", "step")
+            score_table = pq.read_table(scores_root / "scores.parquet")
+            diagnostics_file = scores_root / "diagnostics.json"
+            if diagnostics_file.is_file():
+                gate = check_gate(json.loads(diagnostics_file.read_text()), config.judge_gate)
+        if not gate["passed"]:
+            root = output.open()
+            signal = (finished_summary(scores) or {}).get("signal", "")
+            record = {"algorithm": config.algorithm, "signal": signal, **gate}
+            (root / GATED_FILE).write_text(json.dumps(record, indent=2))
+            summary = {"algorithm": config.algorithm, "rows": 0, "gated": True, "gate": gate}
+            return output.commit(root, summary, started)
+        kept_table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
+        table = build_training_set(kept_table, score_table, config)
+        validate_training_set(table, config.algorithm, source=f"training set built from {kept}")
+        root = output.open()
+        pq.write_table(table, root / "train.parquet")
+        summary = {
+            "algorithm": config.algorithm,
+            "rows": table.num_rows,
+            "questions": len(set(table.column("question_id").to_pylist())),
+            "weights": build_metadata(table)["weights"],
+            "gate": gate,
+        }
+        return output.commit(root, summary, started)

@@ -10,13 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError, DataError
-from satk8s.steps.outputs import (
-    commit,
-    finished_summary,
-    input_path,
-    open_output,
-    split_locations,
-)
+from satk8s.steps.outputs import finished_summary, input_path, split_locations, step_output
 
 
 @dataclass(frozen=True)
@@ -42,35 +36,39 @@ def calibrate(
     (its verdicts, `pairs.parquet`, decide the pairs when present). A signal whose
     `diagnostics.json` holds judge health (a judged signal) gets it in its row.
     Writes `calibration.json` and `calibration.md`."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    # scipy loads here, not with the config: building configs (grids, the compiler) stays fast.
-    from satk8s.calibration import calibrate as calibrate_signals
-    from satk8s.calibration import calibration_markdown
+    with step_output(out, "calibrate", config, {"scores": scores, "judge": judge}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        # scipy loads here, not with the config: building configs (grids, the compiler) stays
+        # fast.
+        from satk8s.calibration import calibrate as calibrate_signals
+        from satk8s.calibration import calibration_markdown
 
-    started = time.time()
-    signals, health = {}, {}
-    for location in split_locations(scores):
-        root = input_path(location, "scores", "step")
-        table = pq.read_table(root / "scores.parquet")
-        names = set(table.column("signal").to_pylist())
-        if len(names) > 1:
-            raise DataError(str(root), f"scores of several signals in one table: {sorted(names)}")
-        name = finished_summary(location)["signal"]  # type: ignore[index]
-        signals[name] = table
-        diagnostics_file = root / "diagnostics.json"
-        if diagnostics_file.is_file():
-            diagnostics = json.loads(diagnostics_file.read_text())
-            if "distinct_pairs" in diagnostics:
-                health[name] = diagnostics
-    judge_root = input_path(judge, "judge", "step")
-    judge_table = pq.read_table(judge_root / "scores.parquet")
-    pairs_file = judge_root / "pairs.parquet"
-    judge_pairs = pq.read_table(pairs_file) if pairs_file.is_file() else None
-    summary = calibrate_signals(
-        signals, judge_table, judge_pairs, health, config.seed, config.n_boot
-    )
-    root = open_output(out, force)
-    (root / "calibration.json").write_text(json.dumps(summary, indent=2))
-    (root / "calibration.md").write_text(calibration_markdown(summary))
-    return commit(root, "calibrate", config, {"scores": scores, "judge": judge}, summary, started)
+        started = time.time()
+        signals, health = {}, {}
+        for location in split_locations(scores):
+            root = input_path(location, "scores", "step")
+            table = pq.read_table(root / "scores.parquet")
+            names = set(table.column("signal").to_pylist())
+            if len(names) > 1:
+                raise DataError(
+                    str(root), f"scores of several signals in one table: {sorted(names)}"
+                )
+            name = finished_summary(location)["signal"]  # type: ignore[index]
+            signals[name] = table
+            diagnostics_file = root / "diagnostics.json"
+            if diagnostics_file.is_file():
+                diagnostics = json.loads(diagnostics_file.read_text())
+                if "distinct_pairs" in diagnostics:
+                    health[name] = diagnostics
+        judge_root = input_path(judge, "judge", "step")
+        judge_table = pq.read_table(judge_root / "scores.parquet")
+        pairs_file = judge_root / "pairs.parquet"
+        judge_pairs = pq.read_table(pairs_file) if pairs_file.is_file() else None
+        summary = calibrate_signals(
+            signals, judge_table, judge_pairs, health, config.seed, config.n_boot
+        )
+        root = output.open()
+        (root / "calibration.json").write_text(json.dumps(summary, indent=2))
+        (root / "calibration.md").write_text(calibration_markdown(summary))
+        return output.commit(root, summary, started)

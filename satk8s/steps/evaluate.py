@@ -14,14 +14,7 @@ from satk8s.errors import ConfigError, DataError
 from satk8s.evaluation.evaluate import PER_QUESTION_SCHEMA, EvalConfig, evaluate_model
 from satk8s.generation.context import check_context_window
 from satk8s.signals.gate import GATED_FILE
-from satk8s.steps.generate import check_model_reference
-from satk8s.steps.outputs import (
-    commit,
-    finished_summary,
-    input_path,
-    open_output,
-    split_locations,
-)
+from satk8s.steps.outputs import finished_summary, input_path, split_locations, step_output
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 
@@ -65,47 +58,44 @@ def evaluate(
     """`model` is a train step's output (its `model/` is evaluated); without it, `config.model`.
     Writes `per_question.parquet` and `summary.json`. A gated cell (the train output holds
     `gated.json`) is not evaluated: its summary says gated, with the reasons."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    labels = {"algorithm": config.algorithm, "signal": config.signal, "seed": config.seed}
-    inputs = {"questions": questions, "model": model}
-    trained = input_path(model, "model", "step") if model else None
-    if trained is not None and (trained / GATED_FILE).is_file():
-        gate = json.loads((trained / GATED_FILE).read_text())
-        root = open_output(out, force)
-        pq.write_table(PER_QUESTION_SCHEMA.empty_table(), root / "per_question.parquet")
-        summary = {**labels, "gated": gate, "eval_sets": {}}
-        (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        (root / GATED_FILE).write_text(json.dumps(gate, indent=2))
-        return commit(root, "evaluate", config, inputs, {**labels, "gated": True}, started)
-    sets = _eval_sets(questions, config.splits)
-    if trained is not None:
-        model_dir = str(trained / "model")
-    elif config.model:
-        check_model_reference(config.model)
-        model_dir = resolve_model(config.model)
-    else:
+    if not model and not config.model:
         raise ConfigError("model", "give a trained-model input or config.model")
-    # Before the model is loaded: every prompt must leave room for max_new_tokens.
-    check_context_window(
-        model_dir,
-        [
-            (q.id, p)
-            for qs, ps in sets.values()
-            for q, p in list(zip(qs, ps, strict=True))[: config.eval.limit]
-        ],
-        config.eval.max_new_tokens,
-        "eval.max_new_tokens",
-    )
-    per_question, summary = evaluate_model(model_dir, sets, config.eval)
-    summary.update(labels)
-    if model:
-        summary["training_set"] = (finished_summary(model) or {}).get("training_set")
-    root = open_output(out, force)
-    pq.write_table(per_question, root / "per_question.parquet")
-    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return commit(root, "evaluate", config, inputs, summary, started)
+    inputs = {"questions": questions, "model": model}
+    with step_output(out, "evaluate", config, inputs, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        labels = {"algorithm": config.algorithm, "signal": config.signal, "seed": config.seed}
+        trained = input_path(model, "model", "step") if model else None
+        if trained is not None and (trained / GATED_FILE).is_file():
+            gate = json.loads((trained / GATED_FILE).read_text())
+            root = output.open()
+            pq.write_table(PER_QUESTION_SCHEMA.empty_table(), root / "per_question.parquet")
+            summary = {**labels, "gated": gate, "eval_sets": {}}
+            (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            (root / GATED_FILE).write_text(json.dumps(gate, indent=2))
+            return output.commit(root, {**labels, "gated": True}, started)
+        sets = _eval_sets(questions, config.splits)
+        model_dir = str(trained / "model") if trained is not None else resolve_model(config.model)
+        # Before the model is loaded: every prompt must leave room for max_new_tokens.
+        check_context_window(
+            model_dir,
+            [
+                (q.id, p)
+                for qs, ps in sets.values()
+                for q, p in list(zip(qs, ps, strict=True))[: config.eval.limit]
+            ],
+            config.eval.max_new_tokens,
+            "eval.max_new_tokens",
+        )
+        per_question, summary = evaluate_model(model_dir, sets, config.eval)
+        summary.update(labels)
+        if model:
+            summary["training_set"] = (finished_summary(model) or {}).get("training_set")
+        root = output.open()
+        pq.write_table(per_question, root / "per_question.parquet")
+        (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return output.commit(root, summary, started)
 
 
 def load_evaluation(location: str) -> dict[str, Any]:

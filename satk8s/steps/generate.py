@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from satk8s.errors import ConfigError, DataError
+from satk8s.errors import ConfigError
 from satk8s.generation import SamplingConfig, generate_sharded, load_backend
 from satk8s.generation.context import check_context_window
-from satk8s.steps.outputs import commit, commit_partial, finished_summary, input_path, open_output
+from satk8s.steps.outputs import commit_partial, input_path, step_output
+from satk8s.store.faults import fault_point
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 
@@ -50,46 +51,45 @@ class GenerateConfig:
             raise ConfigError("limit", f"must be >= 1 or unset, got {self.limit}")
 
 
-def check_model_reference(model: str) -> None:
-    """Fail early on a local model path that does not exist (a hub id is checked when loaded)."""
-    looks_local = model.startswith(("/", ".", "~", "file://")) or Path(model).exists()
-    if looks_local and not Path(model.removeprefix("file://")).expanduser().is_dir():
-        raise DataError(model, "model directory does not exist")
-
-
 def generate(
     questions: str, out: str, config: GenerateConfig, force: bool = False
 ) -> dict[str, Any]:
     """Writes `shard-NNNNN.parquet` files of samples (schema: `satk8s.generation.SAMPLES_SCHEMA`)."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    qs, prompts = read_questions(input_path(questions, "questions", "step"), config.split)
-    qs, prompts = qs[: config.limit], prompts[: config.limit]
-    model = resolve_model(config.model)  # a hub id, a local directory or an s3:// prefix
-    # Before any output is opened or weights loaded: prompts must leave room to generate.
-    check_context_window(
-        model,
-        [(q.id, p) for q, p in zip(qs, prompts, strict=True)],
-        config.sampling.max_new_tokens,
-        "sampling.max_new_tokens",
-    )
-    root = open_output(out, force)  # committed shards come back: the run resumes after them
-    options = (
-        {"batch_size": config.batch_size}
-        if config.backend == "hf"
-        else {"tensor_parallel_size": config.tensor_parallel_size}
-    )
-    backend = load_backend(config.backend, model, **options)
-    if config.model.startswith("s3://"):
-        backend.model_id = config.model  # the reference, not this machine's cache path
-    summary = generate_sharded(
-        backend,
-        qs,
-        prompts,
-        config.sampling,
-        root,
-        config.shard_size,
-        on_shard=lambda path: commit_partial(root, path.name),
-    )
-    return commit(root, "generate", config, {"questions": questions}, summary, started)
+    with step_output(out, "generate", config, {"questions": questions}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        qs, prompts = read_questions(input_path(questions, "questions", "step"), config.split)
+        qs, prompts = qs[: config.limit], prompts[: config.limit]
+        model = resolve_model(config.model)  # a hub id, a local directory or an s3:// prefix
+        # Before any output is opened or weights loaded: prompts must leave room to generate.
+        check_context_window(
+            model,
+            [(q.id, p) for q, p in zip(qs, prompts, strict=True)],
+            config.sampling.max_new_tokens,
+            "sampling.max_new_tokens",
+        )
+        root = output.open()  # committed shards come back: the run resumes after them
+        options = (
+            {"batch_size": config.batch_size}
+            if config.backend == "hf"
+            else {"tensor_parallel_size": config.tensor_parallel_size}
+        )
+        backend = load_backend(config.backend, model, **options)
+        if config.model.startswith("s3://"):
+            backend.model_id = config.model  # the reference, not this machine's cache path
+
+        def shard_done(path: Path) -> None:
+            commit_partial(root, path.name)
+            fault_point("after-shard")
+
+        summary = generate_sharded(
+            backend,
+            qs,
+            prompts,
+            config.sampling,
+            root,
+            config.shard_size,
+            on_shard=shard_done,
+        )
+        return output.commit(root, summary, started)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from satk8s.errors import ConfigError
-from satk8s.steps.outputs import commit, finished_summary, open_output
+from satk8s.steps.outputs import step_output
 from satk8s.tasks.arith import ArithTaskConfig, fewshot_examples, make_splits
 from satk8s.tasks.base import Question, format_prompt
 from satk8s.tasks.gsm8k import load_gsm8k
@@ -69,17 +69,18 @@ def prepare(
     out: str, config: PrepareConfig = PrepareConfig(), force: bool = False
 ) -> dict[str, Any]:
     """Writes `<split>.parquet` for every split of the task; returns the question counts."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    splits, fewshot = build_splits(config)
-    root = open_output(out, force)
-    for name, questions in splits.items():
-        prompts = [format_prompt(q.question, fewshot) for q in questions]
-        write_questions(root / f"{name}.parquet", questions, prompts)
-    summary = {
-        "task": config.task,
-        "fewshot": len(fewshot),
-        "questions": {name: len(qs) for name, qs in splits.items()},
-    }
-    return commit(root, "prepare", config, {}, summary, started)
+    with step_output(out, "prepare", config, {}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        splits, fewshot = build_splits(config)
+        root = output.open()
+        for name, questions in splits.items():
+            prompts = [format_prompt(q.question, fewshot) for q in questions]
+            write_questions(root / f"{name}.parquet", questions, prompts)
+        summary = {
+            "task": config.task,
+            "fewshot": len(fewshot),
+            "questions": {name: len(qs) for name, qs in splits.items()},
+        }
+        return output.commit(root, summary, started)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from satk8s.errors import ConfigError
 from satk8s.generation.shards import read_samples
 from satk8s.saturation import accuracy_histogram, kept_solutions, question_accuracy, verify_samples
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import input_path, step_output
 from satk8s.tasks.io import read_questions
 
 
@@ -37,32 +37,33 @@ def saturate(
 ) -> dict[str, Any]:
     """Writes `verified.parquet` (every sample), `accuracy.parquet` (per question),
     `kept.parquet` (correct samples of saturated questions) and `summary.json`."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    gold_questions, _ = read_questions(input_path(questions, "questions", "step"), config.split)
-    table = read_samples(input_path(samples, "samples", "step"))
-    verified = verify_samples(table, {q.id: q.answer for q in gold_questions})
-    accuracy = question_accuracy(verified, config.threshold)
-    kept = kept_solutions(verified, accuracy)
+    inputs = {"questions": questions, "samples": samples}
+    with step_output(out, "saturate", config, inputs, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        gold, _ = read_questions(input_path(questions, "questions", "step"), config.split)
+        table = read_samples(input_path(samples, "samples", "step"))
+        verified = verify_samples(table, {q.id: q.answer for q in gold})
+        accuracy = question_accuracy(verified, config.threshold)
+        kept = kept_solutions(verified, accuracy)
 
-    root = open_output(out, force)
-    pq.write_table(verified, root / "verified.parquet")
-    pq.write_table(accuracy, root / "accuracy.parquet")
-    pq.write_table(kept, root / "kept.parquet")
-    n_questions = accuracy.num_rows
-    n_saturated = sum(accuracy.column("saturated").to_pylist())
-    summary = {
-        "questions": n_questions,
-        "samples": verified.num_rows,
-        "sample_accuracy": sum(verified.column("correct").to_pylist()) / max(verified.num_rows, 1),
-        "saturated_questions": n_saturated,
-        "saturated_fraction": n_saturated / max(n_questions, 1),
-        "kept_solutions": kept.num_rows,
-        "threshold": config.threshold,
-        "histogram": accuracy_histogram(accuracy),
-    }
-    (root / "summary.json").write_text(json.dumps(summary, indent=2))
-    return commit(
-        root, "saturate", config, {"questions": questions, "samples": samples}, summary, started
-    )
+        root = output.open()
+        pq.write_table(verified, root / "verified.parquet")
+        pq.write_table(accuracy, root / "accuracy.parquet")
+        pq.write_table(kept, root / "kept.parquet")
+        n_questions = accuracy.num_rows
+        n_saturated = sum(accuracy.column("saturated").to_pylist())
+        n_correct = sum(verified.column("correct").to_pylist())
+        summary = {
+            "questions": n_questions,
+            "samples": verified.num_rows,
+            "sample_accuracy": n_correct / max(verified.num_rows, 1),
+            "saturated_questions": n_saturated,
+            "saturated_fraction": n_saturated / max(n_questions, 1),
+            "kept_solutions": kept.num_rows,
+            "threshold": config.threshold,
+            "histogram": accuracy_histogram(accuracy),
+        }
+        (root / "summary.json").write_text(json.dumps(summary, indent=2))
+        return output.commit(root, summary, started)

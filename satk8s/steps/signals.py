@@ -16,8 +16,7 @@ from satk8s.signals.entropy import EntropyConfig, entropy_scores
 from satk8s.signals.external_judge import ExternalJudgeConfig, external_judge_scores
 from satk8s.signals.random_control import random_scores
 from satk8s.signals.self_judge import SelfJudgeConfig, self_judge_scores
-from satk8s.steps.generate import check_model_reference
-from satk8s.steps.outputs import commit, finished_summary, input_path, open_output
+from satk8s.steps.outputs import input_path, step_output
 from satk8s.store.stage_model import resolve_model
 
 SIGNALS = ("entropy", "self_judge", "external_judge", "random", "length", "logprob")
@@ -83,26 +82,25 @@ def _compute(
 def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dict[str, Any]:
     """Writes `scores.parquet` (SCORES_SCHEMA), and for judges `pairs.parquet` and
     `diagnostics.json` (position bias, order consistency, invalid verdicts)."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    started = time.time()
-    table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
-    if config.signal in POLICY_SIGNALS:
-        check_model_reference(config.model)
-    # A hub id, a local directory, or a store prefix (fetched and verified once).
-    model = resolve_model(config.model) if config.model else ""
-    scores, pairs, diagnostics = _compute(table, config, model)
-    root = open_output(out, force)
-    pq.write_table(scores, root / "scores.parquet")
-    if pairs is not None:
-        pq.write_table(pairs, root / "pairs.parquet")
-    (root / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2, default=str))
-    summary = {
-        "signal": config.signal,
-        "solutions": table.num_rows,
-        "scored": scores.num_rows,
-        "questions": len(set(table.column("question_id").to_pylist())),
-        **({"note": "empty saturated set"} if table.num_rows == 0 else {}),
-        **{k: v for k, v in diagnostics.items() if k in JUDGE_HEALTH},
-    }
-    return commit(root, "signals", config, {"kept": kept}, summary, started)
+    with step_output(out, "signals", config, {"kept": kept}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        started = time.time()
+        table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
+        # A hub id, a local directory, or a store prefix (fetched and verified once).
+        model = resolve_model(config.model) if config.model else ""
+        scores, pairs, diagnostics = _compute(table, config, model)
+        root = output.open()
+        pq.write_table(scores, root / "scores.parquet")
+        if pairs is not None:
+            pq.write_table(pairs, root / "pairs.parquet")
+        (root / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2, default=str))
+        summary = {
+            "signal": config.signal,
+            "solutions": table.num_rows,
+            "scored": scores.num_rows,
+            "questions": len(set(table.column("question_id").to_pylist())),
+            **({"note": "empty saturated set"} if table.num_rows == 0 else {}),
+            **{k: v for k, v in diagnostics.items() if k in JUDGE_HEALTH},
+        }
+        return output.commit(root, summary, started)

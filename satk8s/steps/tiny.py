@@ -11,7 +11,7 @@ import shutil
 import time
 from typing import Any
 
-from satk8s.steps.outputs import commit, finished_summary, open_output
+from satk8s.steps.outputs import step_output
 from satk8s.tiny.cache import default_cache_root
 from satk8s.tiny.config import TinyBuildConfig
 
@@ -22,13 +22,14 @@ def tiny(
     out: str, config: TinyBuildConfig = TinyBuildConfig(), force: bool = False
 ) -> dict[str, Any]:
     """Writes the checkpoint (config.json, model.safetensors, tokenizer files) at `out`."""
-    if not force and (cached := finished_summary(out)):
-        return cached
-    from satk8s.tiny.build import build_or_reuse  # torch: only when building
+    with step_output(out, "tiny", config, {}, force) as output:
+        if output.cached is not None:
+            return output.cached
+        from satk8s.tiny.build import build_or_reuse  # torch: only when building
 
-    started = time.time()
-    built = build_or_reuse(default_cache_root(), config)
-    root = open_output(out, force)
-    shutil.copytree(built, root, dirs_exist_ok=True)
-    summary = {"parameters_built_from": str(built)}
-    return commit(root, "tiny", config, {}, summary, started)
+        started = time.time()
+        built = build_or_reuse(default_cache_root(), config)
+        root = output.open()
+        shutil.copytree(built, root, dirs_exist_ok=True)
+        summary = {"parameters_built_from": str(built)}
+        return output.commit(root, summary, started)

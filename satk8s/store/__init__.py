@@ -2,10 +2,16 @@
 
 - `base`: one interface over `file://` and `s3://` (`get_store`, `put_dir`, `get_dir`, ...).
 - `settings`: how to reach S3 (endpoint, region, addressing, credentials; never logged).
-- `keys`: content-addressed output locations (`step_key`, `output_uri`).
-- `manifest`: the file that marks an output finished, written last.
-- `fetch`: finished outputs, read back verified; `inventory`, `gc`: what the store holds.
+- `keys`: content-addressed output locations (`step_key`, `output_uri`) and the code version.
+- `identity`, `model_identity`: what an output was computed from (config, input contents,
+  models by content or commit), compared before an output is reused.
+- `manifest`: the file that marks an output finished, created last.
+- `lease`: the S3 writer lease (file:// uses a kernel lock, `local`).
+- `fetch`, `digests`: finished outputs, read back verified; `inventory`, `gc`: what the store
+  holds.
 - `stage_model`: model references and the hub mirror.
+- `redact`: secrets kept out of logs, manifests, errors and compiled pipelines.
+- `faults`: named points where a step can be killed or frozen (`SATK8S_FAULT`).
 Steps use all this through `satk8s.steps.outputs`.
 """
 

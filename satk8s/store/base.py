@@ -24,6 +24,8 @@ class ObjectInfo:
     size: int
     modified: float
     """Seconds since the epoch."""
+    etag: str | None = None
+    """The object's version tag (S3's ETag); None on a local store."""
 
 
 class Lock(Protocol):
@@ -31,12 +33,21 @@ class Lock(Protocol):
     def lost(self) -> bool:
         """True when another writer took the lock over (this one stalled past its lease)."""
 
+    def verify(self) -> bool:
+        """Whether the lock is still this holder's, checked with the store now."""
+
 
 class Store(Protocol):
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
         """Upload (local path, destination URI, sha256 or None) triples, in parallel where it
         helps. `link` lets a local store hard-link instead of copying (the source must then
-        never change in place)."""
+        never change in place). `create_only` writes an object only where none exists
+        (S3: If-None-Match: *) and raises `StoreError` otherwise."""
 
     def get_files(self, items: Sequence[tuple[str, Path, str | None]], link: bool = False) -> None:
         """Download (URI, local path, expected sha256 or None) triples; None checks against the
@@ -58,11 +69,19 @@ class Store(Protocol):
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a small object atomically (readers see the old bytes or the new, never a mix)."""
 
+    def create_bytes(self, uri: str, data: bytes) -> bool:
+        """Write a small object atomically only if `uri` does not exist; False if it does."""
+
     def delete(self, uris: Iterable[str]) -> None:
         """Remove objects; missing ones are fine."""
 
-    def lock(self, uri: str) -> AbstractContextManager[Lock]:
-        """An exclusive lock kept at `uri`, shared by every process and host using the store."""
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        """Remove objects only if they are still the ones listed (S3: If-Match on the ETag);
+        `StoreError` if one was replaced meanwhile."""
+
+    def lock(self, uri: str, wait: bool = True) -> AbstractContextManager[Lock]:
+        """An exclusive lock kept at `uri`, shared by every process and host using the store.
+        Without `wait`, raises `LockBusy` when a live writer holds it."""
 
 
 def put_file(src: Path, uri: str, sha256: str | None = None) -> None:

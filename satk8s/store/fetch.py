@@ -2,7 +2,10 @@
 
 A finished output is one whose manifest exists and whose objects are all there with the
 recorded sizes (checked with one listing). Every byte read is checked against the recorded
-sha256; a mismatch raises `CorruptObjectError` naming the object.
+sha256; a mismatch raises `CorruptObjectError` naming the object. A local copy (a `file://`
+output used in place, or a remote one cached locally) is checked against the sizes and sha256
+before every use; a file is read again only when its stat changed since it was last hashed
+(`satk8s.store.digests`), and a cached copy that no longer matches is downloaded again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from satk8s.errors import DataError
 from satk8s.store.base import ObjectInfo, Store, get_store
 from satk8s.store.cache import input_cache_dir
+from satk8s.store.digests import file_sha256s
 from satk8s.store.errors import CorruptObjectError
 from satk8s.store.layout import MANIFEST, is_hidden, manifest_uri
 from satk8s.store.manifest import manifest_bytes, parse_manifest, sha256_file
@@ -62,27 +66,28 @@ def finished_manifest(out: str) -> dict[str, Any] | None:
     return manifest
 
 
-_verified: set[tuple[Any, ...]] = set()
+def local_problems(root: Path, manifest: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(path, sha256 found or None when missing) of every file below `root` that does not
+    match the manifest. Files are read only when their stat changed since they were last
+    hashed (`satk8s.store.digests`)."""
+    found = file_sha256s(root, [entry["path"] for entry in manifest["files"]])
+    problems = []
+    for entry in manifest["files"]:
+        size, sha = found.get(entry["path"], (None, None))
+        if size != entry["size"] or sha != entry["sha256"]:
+            problems.append((entry["path"], sha))
+    return problems
 
 
 def verify_local(root: Path, manifest: dict[str, Any], where: str) -> None:
-    """Check every file the manifest lists against its size and sha256 (once per process
-    while the files' sizes and modification times stay the same)."""
-    stats = []
-    for entry in manifest["files"]:
-        path = root / entry["path"]
-        if not path.is_file():
-            uri = join(where, entry["path"])
-            raise DataError(uri, "listed in the manifest but missing; recompute with --force")
-        stat = path.stat()
-        stats.append((entry["path"], entry["sha256"], stat.st_size, stat.st_mtime_ns))
-    seen = (str(root), *stats)
-    if seen in _verified:
-        return
-    for entry in manifest["files"]:
-        if (actual := sha256_file(root / entry["path"])) != entry["sha256"]:
-            raise CorruptObjectError(join(where, entry["path"]), entry["sha256"], actual)
-    _verified.add(seen)
+    """Check every file the manifest lists against its size and sha256."""
+    for path, actual in local_problems(root, manifest):
+        expected = next(f["sha256"] for f in manifest["files"] if f["path"] == path)
+        if actual is None:
+            raise DataError(
+                join(where, path), "listed in the manifest but missing; recompute with --force"
+            )
+        raise CorruptObjectError(join(where, path), expected, actual)
 
 
 def fetch(uri: str, name: str, expect: str = "any") -> Path:
@@ -133,7 +138,14 @@ def _fetch_output(store: Store, uri: str, manifest: dict[str, Any], data: bytes)
     dest = input_cache_dir(uri)
     cached = dest / MANIFEST
     if cached.is_file() and cached.read_bytes() == data:
-        return dest  # verified when it was written; the manifest is written last
+        if not (bad := local_problems(dest, manifest)):
+            return dest  # every file is still the one the manifest lists
+        log.warning(
+            "the cached copy of %s has %d changed or missing files (%s); downloading again",
+            uri,
+            len(bad),
+            bad[0][0],
+        )
     problems = missing_or_truncated(manifest, listing(store, uri))
     if problems:
         raise DataError(
@@ -154,13 +166,21 @@ def _fetch_prefix(store: Store, uri: str, objects: dict[str, ObjectInfo]) -> Pat
     """A location without a manifest (e.g. a model someone uploaded): every object, checked
     against its stored sha256 where it has one; reused while the listing is unchanged."""
     dest = input_cache_dir(uri)
-    stamp = json.dumps(sorted((rel, o.size, o.modified) for rel, o in objects.items())).encode()
-    if (dest / ".listing.json").is_file() and (dest / ".listing.json").read_bytes() == stamp:
-        return dest
+    listed = sorted((rel, o.size, o.modified) for rel, o in objects.items())
+    try:
+        seen = json.loads((dest / ".listing.json").read_text())
+    except (OSError, ValueError):
+        seen = None
+    if isinstance(seen, dict) and seen.get("listing") == json.loads(json.dumps(listed)):
+        files = [{"path": p, "size": s, "sha256": seen["sha256"].get(p)} for p, s, _ in listed]
+        if not local_problems(dest, {"files": files}):
+            return dest
+        log.warning("the cached copy of %s changed; downloading again", uri)
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         store.get_files([(o.uri, tmp / rel, None) for rel, o in objects.items()])
-        (tmp / ".listing.json").write_bytes(stamp)
+        shas = {rel: sha256_file(tmp / rel) for rel in objects}
+        (tmp / ".listing.json").write_text(json.dumps({"listing": listed, "sha256": shas}))
         _swap_in(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,16 +1,19 @@
 """Content-addressed keys of step outputs.
 
 A step's output location is `<root>/steps/<step>/<key>` where the key hashes everything that
-decides the output: the step name, its resolved config, the digests of its inputs and the
-code version. The same work always lands at the same location, so a finished output there is a
+decides the output: the step name, its resolved config, the digests of its inputs, the
+identity of the models it loads (`satk8s.store.model_identity`: a local model's content digest,
+a hub model's commit) and the code version. The same work always lands at the same location, so a finished output there is a
 cache hit whoever computes it: another grid cell, a re-submission, a laptop or the cluster.
 
 Input digests chain: an upstream step output's digest is its key (known before it runs, so a
 whole DAG's locations can be computed up front); an external input (a data file, a model
 directory) is digested by content (`input_digest`).
 
-The code version is `satk8s.__version__` when the package sets one, else
-`<installed version>+src.<hash of every satk8s/**/*.py>`: any source change gives new keys
+The code version is `<installed version>+src.<hash>`, the hash covering every `*.py` file of
+`satk8s`, `satk8s.components` and `satk8s.pipelines` (the `components/` and `pipelines/`
+folders) and the installed versions of the distribution's pinned dependencies (torch,
+transformers, trl, ...): any source change or dependency upgrade gives new keys
 (conservative: a stale result is worse than a recompute). `SATK8S_CODE_VERSION` overrides it,
 e.g. to pin the version a step image was built from.
 """
@@ -54,6 +57,7 @@ def step_key(
     config: Any,
     input_digests: dict[str, str | None],
     code_version: str | None = None,
+    model_digests: dict[str, str] | None = None,
 ) -> str:
     """The content address of a step's output (hex, `KEY_LENGTH` characters)."""
     payload = {
@@ -62,6 +66,8 @@ def step_key(
         "inputs": dict(sorted(input_digests.items())),
         "code": code_version if code_version is not None else current_code_version(),
     }
+    if model_digests:
+        payload["models"] = dict(sorted(model_digests.items()))
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:KEY_LENGTH]
 
 
@@ -70,22 +76,62 @@ def output_uri(root: str, step: str, key: str) -> str:
     return join(root, "steps", step, key)
 
 
+CODE_PACKAGES = ("satk8s", "satk8s.components", "satk8s.pipelines")
+
+
 @functools.lru_cache(maxsize=1)
 def current_code_version() -> str:
     if override := os.environ.get("SATK8S_CODE_VERSION"):
         return override
-    import satk8s
+    folders = {package: _package_dir(package) for package in CODE_PACKAGES}
+    return code_version(_installed_version("satk8s"), folders, dependency_versions())
 
-    if version := getattr(satk8s, "__version__", None):
-        return str(version)
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+
+def code_version(installed: str, folders: dict[str, Path], dependencies: dict[str, str]) -> str:
+    """`<installed>+src.<hash>` of the packages' sources and the dependency versions."""
+    digest = hashlib.sha256()
+    for package, folder in sorted(folders.items()):
+        digest.update(f"{package}={source_hash(folder)}\n".encode())
+    for name, version in sorted(dependencies.items()):
+        digest.update(f"{name}=={version}\n".encode())
+    return f"{installed}+src.{digest.hexdigest()[:12]}"
+
+
+def _package_dir(package: str) -> Path:
+    """A package's folder, found without running its __init__ (components import kfp)."""
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {package} is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _installed_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        installed = dist_version("satk8s")
+        return version(distribution)
     except PackageNotFoundError:
-        installed = "0"
-    return f"{installed}+src.{source_hash(Path(satk8s.__file__).parent)}"
+        return "absent"
+
+
+def dependency_versions() -> dict[str, str]:
+    """{distribution: installed version} of every dependency satk8s declares (extras left
+    out): what the pinned stack actually is in this environment."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("satk8s") or []
+    except PackageNotFoundError:
+        return {}
+    names = {
+        match.group(0).lower()
+        for requirement in declared
+        if "extra ==" not in requirement and (match := re.match(r"[A-Za-z0-9_.-]+", requirement))
+    }
+    return {name: _installed_version(name) for name in names}
 
 
 def source_hash(package_dir: Path) -> str:

@@ -32,11 +32,24 @@ def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
 
 
 class _FileLock:
-    lost = False  # flock is released by the kernel when its holder dies: never taken over
+    """A kernel lock: released when its holder dies, never taken over from a live one (a
+    frozen holder keeps it), so it is never lost."""
+
+    lost = False
+
+    def verify(self) -> bool:
+        return True
 
 
 class LocalStore:
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
+        from satk8s.store.errors import StoreError
+
         for src, uri, _ in items:
             dest = local_path(uri)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +58,13 @@ class LocalStore:
             tmp = _tmp_next_to(dest)
             try:
                 _link_or_copy(src, tmp, link)
-                os.replace(tmp, dest)
+                if create_only:
+                    try:
+                        os.link(tmp, dest)  # fails when the name exists
+                    except FileExistsError:
+                        raise StoreError(uri, "another writer created it meanwhile") from None
+                else:
+                    os.replace(tmp, dest)
             finally:
                 tmp.unlink(missing_ok=True)
 
@@ -97,21 +116,56 @@ class LocalStore:
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
+    def create_bytes(self, uri: str, data: bytes) -> bool:
+        """Write a small object only if none exists at `uri`: written aside, then hard-linked
+        into place, which fails when the name exists (the O_EXCL of a complete file)."""
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_next_to(path)
+        try:
+            tmp.write_bytes(data)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
     def delete(self, uris: Iterable[str]) -> None:
         for uri in uris:
             local_path(uri).unlink(missing_ok=True)
 
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        # Writers of a local output are serialised by a kernel lock: nobody replaced them.
+        self.delete(o.uri for o in objects)
+
     @contextmanager
-    def lock(self, uri: str) -> Iterator[_FileLock]:
+    def lock(self, uri: str, wait: bool = True) -> Iterator[_FileLock]:
+        from satk8s.store.lease import LockBusy
+
         path = local_path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The lock file is never deleted: unlinking a flock file lets two holders in at once.
-        with open(path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        while True:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+b")  # noqa: SIM115 (held past this block)
             try:
-                yield _FileLock()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.close()
+                raise LockBusy(uri, "held by a running writer") from None
+            # The file may have been deleted (gc) while this process waited for it: a lock on a
+            # deleted file excludes nobody, so lock the file that is there now instead.
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        try:
+            yield _FileLock()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def _files(root: Path) -> Iterator[Path]:

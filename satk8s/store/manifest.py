@@ -2,8 +2,10 @@
 
 It is written last, after every file of the output is in the store: an output without one is
 unfinished, whatever else is there. It lists every file with its size and sha256 (so a read
-can detect a truncated or corrupted object), the resolved config, the inputs and their
-digests, the step key, the code version and timings. Secrets are masked before it is written.
+can detect a truncated or corrupted object), the resolved config, the inputs (absolute
+locations) and their digests, the models read (reference, identity, where the weights were
+read from), the step key, the code version and timings. Secrets are masked before it is
+written.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def build_manifest(
     key: str | None = None,
     input_digests: dict[str, str | None] | None = None,
     code_version: str | None = None,
+    models: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     finished = time.time()
     return {
@@ -82,6 +85,7 @@ def build_manifest(
         "config": redact_obj(config),
         "inputs": redact_obj(dict(inputs)),
         "input_digests": dict(input_digests or {}),
+        "models": redact_obj(dict(models or {})),
         "summary": redact_obj(summary),
         "files": files,
         "digest": content_digest(files),

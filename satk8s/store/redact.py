@@ -82,17 +82,84 @@ _FORMATTER = logging.Formatter()
 
 
 _FILTER = RedactingFilter()
-_LIBRARY_LOGGERS = ("satk8s", "boto3", "botocore", "s3transfer", "urllib3")
+_LIBRARY_LOGGERS = (
+    "satk8s", "boto3", "botocore", "s3transfer", "urllib3", "requests", "huggingface_hub",
+)  # fmt: skip
+
+
+def _redacting_factory(make: Any) -> Any:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+    factory.satk8s_redacting = True  # type: ignore[attr-defined]
+    return factory
 
 
 def install_log_redaction() -> None:
-    """Attach the filter to every existing logger of satk8s and the AWS libraries.
-
-    A logger's filters see only records created on that logger, not its children's, so each
-    one gets it; called again whenever a client is made, it reaches loggers created since.
-    """
+    """Mask secrets in every log record: the record factory masks each record as it is made
+    (on any logger, created before or after this call), and the filter stays on the
+    library loggers for records made by a factory someone installed after ours."""
+    if not getattr(logging.getLogRecordFactory(), "satk8s_redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LIBRARY_LOGGERS]
     for name in {*names, *_LIBRARY_LOGGERS}:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+# user:password@ in a URL: a credential (a bare user@ is not).
+_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
+_USE_INSTEAD = (
+    "Pass credentials through an environment variable (e.g. the judge's api_key_env, the "
+    "store's AWS_* variables) or a Kubernetes Secret (a compute profile's `secrets`), never "
+    "as a setting: settings are written into the pipeline and onto command lines."
+)
+
+
+def credentials_in(value: Any, prefix: str = "") -> list[str]:
+    """Dotted fields of a settings value that hold credentials: a secret-named key with a value,
+    a URL with a password, or the value of a secret environment variable."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            path = f"{prefix}{key}"
+            if is_secret_name(str(key)) and item not in (None, "", [], {}):
+                found.append(f"{path} (a secret-named setting)")
+            else:
+                found += credentials_in(item, f"{path}.")
+        return found
+    if isinstance(value, list | tuple):
+        return [f for i, item in enumerate(value) for f in credentials_in(item, f"{prefix}{i}.")]
+    if not isinstance(value, str):
+        return []
+    path = prefix.rstrip(".") or "value"
+    if _URL_PASSWORD.search(value):
+        return [f"{path} (a password in a URL)"]
+    if any(secret in value for secret in known_secrets()):
+        return [f"{path} (the value of a secret environment variable)"]
+    return []
+
+
+def refuse_credentials(where: str, value: Any) -> None:
+    """Raise a ConfigError naming the fields of `value` that hold credentials (never their
+    values) and what to use instead."""
+    from satk8s.errors import ConfigError
+
+    if found := credentials_in(value):
+        raise ConfigError(where, f"holds credentials: {', '.join(found)}. {_USE_INSTEAD}")
+
+
+def check_pipeline_secrets(node_configs: dict[str, Any], text: str) -> None:
+    """Refuse a compiled pipeline that would carry a credential: any node config holding one,
+    or its YAML text holding a secret environment variable's value."""
+    from satk8s.errors import ConfigError
+
+    for node, config in node_configs.items():
+        refuse_credentials(f"plan node '{node}'", config)
+    if any(secret in text for secret in known_secrets()) or _URL_PASSWORD.search(text):
+        raise ConfigError(
+            "pipeline", f"the compiled pipeline would hold a credential. {_USE_INSTEAD}"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,10 @@ _HINTS = {
     "InvalidAccessKeyId": "the access key is not known to this endpoint; check the credentials",
     "SignatureDoesNotMatch": "the secret key does not match; check the credentials",
     "ExpiredToken": "the session token expired; refresh the credentials",
+    "PreconditionFailed": "another writer created or changed it meanwhile (a conditional "
+    "write failed); this writer's result is not committed",
+    "ConditionalRequestConflict": "another writer is writing it at the same time; this "
+    "writer's result is not committed",
     "NoSuchKey": "no such object",
     "404": "no such object",
     "403": "access denied; check the credentials and the bucket policy",
@@ -113,6 +118,18 @@ class S3Store:
             max_pool_connections=max(10, 2 * settings.max_concurrency),
         )
         self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+        # Objects an upload may only create: s3transfer takes no conditional arguments, so the
+        # header goes onto its PutObject / CompleteMultipartUpload calls through botocore's
+        # event hooks (a public extension point), for the keys listed here. AWS S3 answers 412
+        # (or 409 ConditionalRequestConflict on a race) when the key exists (S3 User Guide,
+        # "conditional writes"); moto 5.2 does the same for PutObject and
+        # CompleteMultipartUpload, and honours If-Match on DeleteObject
+        # (moto/s3/responses.py: put_object, delete_object, the uploadId branch of _key_response_post).
+        self._create_only: set[tuple[str, str]] = set()
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(
+                f"before-parameter-build.s3.{operation}", self._add_create_condition
+            )
         self.transfer_config = TransferConfig(
             multipart_threshold=settings.multipart_threshold_mb * MiB,
             multipart_chunksize=settings.multipart_chunk_mb * MiB,
@@ -120,6 +137,10 @@ class S3Store:
             use_threads=True,
         )
         install_log_redaction()
+
+    def _add_create_condition(self, params: dict[str, Any], **_: Any) -> None:
+        if (params.get("Bucket"), params.get("Key")) in self._create_only:
+            params["IfNoneMatch"] = "*"
 
     @contextmanager
     def _transfers(self) -> Iterator[Any]:
@@ -135,18 +156,28 @@ class S3Store:
         with ThreadPoolExecutor(min(len(items), self.settings.max_concurrency)) as pool:
             return list(pool.map(fn, items))
 
-    def put_files(self, items: Sequence[tuple[Path, str, str | None]], link: bool = False) -> None:
+    def put_files(
+        self,
+        items: Sequence[tuple[Path, str, str | None]],
+        link: bool = False,
+        create_only: bool = False,
+    ) -> None:
         # The sha256 goes into the object's metadata, which S3 needs before the first byte.
         hashed = [(src, uri, sha or sha256_file(src)) for src, uri, sha in items]
-        with self._transfers() as manager:
-            futures = []
-            for src, uri, sha in hashed:
-                bucket, key = split(uri)
-                args = {"Metadata": {SHA_KEY: sha}}
-                futures.append((uri, manager.upload(str(src), bucket, key, extra_args=args)))
-            for uri, future in futures:
-                with s3_errors(uri, "upload"):
-                    future.result()
+        keys = {split(uri) for _, uri, _ in hashed} if create_only else set()
+        self._create_only |= keys
+        try:
+            with self._transfers() as manager:
+                futures = []
+                for src, uri, sha in hashed:
+                    bucket, key = split(uri)
+                    args = {"Metadata": {SHA_KEY: sha}}
+                    futures.append((uri, manager.upload(str(src), bucket, key, extra_args=args)))
+                for uri, future in futures:
+                    with s3_errors(uri, "upload"):
+                        future.result()
+        finally:
+            self._create_only -= keys
 
     def get_files(self, items: Sequence[tuple[str, Path, str | None]], link: bool = False) -> None:
         missing = [uri for uri, _, sha in items if sha is None]
@@ -182,7 +213,8 @@ class S3Store:
             for page in pages:
                 for obj in page.get("Contents", []):
                     when = obj["LastModified"].timestamp()
-                    out.append(ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], when))
+                    uri = f"s3://{bucket}/{obj['Key']}"
+                    out.append(ObjectInfo(uri, obj["Size"], when, obj.get("ETag")))
         return sorted(out, key=lambda o: o.uri)
 
     def _head(self, uri: str) -> dict[str, Any] | None:
@@ -220,6 +252,26 @@ class S3Store:
                     return None
                 raise
 
+    def read_with_age(self, uri: str) -> tuple[bytes, str, float] | None:
+        """(bytes, ETag, seconds since it was last written) or None; the age is the server's
+        `Date` header minus the object's `LastModified`, both by the server's clock."""
+        import email.utils
+
+        from botocore.exceptions import ClientError
+
+        bucket, key = split(uri)
+        with s3_errors(uri, "read"):
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key)
+            except ClientError as err:
+                if error_code(err) in _MISSING:
+                    return None
+                raise
+            data = response["Body"].read()
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+        return data, response["ETag"], max(0.0, now - response["LastModified"].timestamp())
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         import hashlib
 
@@ -227,6 +279,26 @@ class S3Store:
         meta = {SHA_KEY: hashlib.sha256(data).hexdigest()}
         with s3_errors(uri, "write"):
             self.client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=meta)
+
+    def create_bytes(self, uri: str, data: bytes) -> bool:
+        """Write a small object only if none exists at `uri` (If-None-Match: *); False when
+        one does."""
+        import hashlib
+
+        from botocore.exceptions import ClientError
+
+        bucket, key = split(uri)
+        meta = {SHA_KEY: hashlib.sha256(data).hexdigest()}
+        with s3_errors(uri, "create"):
+            try:
+                self.client.put_object(
+                    Bucket=bucket, Key=key, Body=data, Metadata=meta, IfNoneMatch="*"
+                )
+            except ClientError as err:
+                if error_code(err) in _CONFLICT:
+                    return False
+                raise
+        return True
 
     def write_conditional(
         self, uri: str, data: bytes, *, if_absent: bool = False, if_etag: str | None = None
@@ -262,6 +334,26 @@ class S3Store:
                     raise
                 self.client.delete_object(Bucket=bucket, Key=key)  # no conditional deletes here
 
+    def delete_unchanged(self, objects: Iterable[ObjectInfo]) -> None:
+        from botocore.exceptions import ClientError
+
+        for obj in objects:
+            if obj.etag is None:
+                self.delete([obj.uri])
+                continue
+            bucket, key = split(obj.uri)
+            with s3_errors(obj.uri, "delete"):
+                try:
+                    self.client.delete_object(Bucket=bucket, Key=key, IfMatch=obj.etag)
+                except ClientError as err:
+                    if error_code(err) in _MISSING:
+                        continue
+                    if error_code(err) in _CONFLICT:
+                        raise StoreError(
+                            obj.uri, "another writer replaced it meanwhile; not deleted"
+                        ) from None
+                    raise
+
     def delete(self, uris: Iterable[str]) -> None:
         by_bucket: dict[str, list[str]] = {}
         for uri in uris:
@@ -281,10 +373,10 @@ class S3Store:
                         f"delete failed ({first_error.get('Code')}) for {len(errors)} objects",
                     )
 
-    def lock(self, uri: str) -> Any:
+    def lock(self, uri: str, wait: bool = True) -> Any:
         from satk8s.store.lease import S3Lease
 
-        return S3Lease(self, uri, ttl=self.settings.lock_ttl_s)
+        return S3Lease(self, uri, ttl=self.settings.lock_ttl_s, wait=wait)
 
     def incomplete_uploads(self, uri: str) -> list[dict[str, Any]]:
         """Multipart uploads under `uri` that were started and never completed or aborted."""

@@ -85,9 +85,16 @@ def _jsonl_records(file: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as err:
-                raise DataError(str(file), f"not valid JSON ({err.msg})", line=number) from err
+                # json's own message ends where the position would follow ("Unterminated string
+                # starting at"): give the position too, so it reads as a sentence.
+                raise DataError(
+                    str(file),
+                    f"not valid JSON: {err.msg.removesuffix(' at')} at column {err.colno}; "
+                    "each line must be one JSON object with question and answer",
+                    line=number,
+                ) from err
 
 
 def _hub_records(split: str) -> Iterable[tuple[int | None, Any]]:

@@ -7,14 +7,24 @@
 - dpo            -> trl.DPOTrainer with the reference log-probs precomputed from the starting
                     model before the first step, so no second model stays in memory,
 
-checkpoints every `save_steps` to `out_dir/checkpoints/checkpoint-N`, resumes from the last
-complete checkpoint when one exists (a preempted pod picks up where it stopped), and saves the
-final model and tokenizer to `out_dir/model` as a plain Hugging Face checkpoint. A LoRA run
-merges its adapter into the base weights first, so evaluation never needs peft.
+checkpoints every `save_steps` (and at the last step) to `out_dir/checkpoints/checkpoint-N`,
+resumes from the last complete checkpoint when one exists (a preempted pod picks up where it
+stopped), and saves the final model and tokenizer to `out_dir/model` as a plain Hugging Face
+checkpoint. A LoRA run merges its adapter into the base weights first, so evaluation never
+needs peft.
+
+Resume is exact in every crash window:
+- each checkpoint carries the identity of the run that wrote it (`satk8s-run.json`: config,
+  dataset and model); a checkpoint of another run is refused, never continued from;
+- a complete final checkpoint (its global step is the run's last) is the end of training, not
+  a place to continue from: its weights are the final model, saved without another step, so a
+  run killed after its last checkpoint (or before its manifest) ends bit-identical to an
+  uninterrupted one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -42,6 +52,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
+RUN_FILE = "satk8s-run.json"
+"""In every checkpoint: the identity of the run that wrote it."""
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
     "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
@@ -224,17 +236,48 @@ def last_checkpoint(checkpoints: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def is_final_checkpoint(checkpoint: Path) -> bool:
+    """Whether a complete checkpoint is its run's last step (training ended there)."""
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return 0 < int(state.get("max_steps") or 0) <= int(state.get("global_step") or 0)
+
+
+def check_resumable(checkpoint: Path, run_identity: dict[str, Any]) -> None:
+    """Refuse a checkpoint written by a run of another identity (config, dataset, model)."""
+    from satk8s.store.identity import differences
+
+    try:
+        written_by = json.loads((Path(checkpoint) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        log.warning("%s records no run identity; resuming from it unchecked", checkpoint)
+        return
+    if diffs := differences(written_by, run_identity):
+        shown = "; ".join(diffs[:8])
+        raise ConfigError(
+            "train",
+            f"{checkpoint.name} in {checkpoint.parent} was written by a run of another config "
+            f"({shown}); resume only continues the same run. Use another output location, or "
+            "force the step to start over",
+        )
+
+
 def train(
     dataset: pa.Table,
     model_dir: str,
     out_dir: Path,
     config: TrainConfig,
     on_checkpoint: Callable[[Path], None] | None = None,
+    run_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the model in `model_dir` on `dataset`; returns a summary of the run.
 
     `on_checkpoint` is called with each checkpoint directory once it is fully written (the
     train step commits it to the store there, so a restarted pod resumes from it).
+    `run_identity` (the train step's identity: config, dataset and model) is written into
+    every checkpoint and checked before resuming from one; by default, the config alone.
 
     The summary: steps, losses (one per logging step), final_loss, seconds (the whole call),
     train_seconds (the training loop of this call), tokens_seen
@@ -245,9 +288,20 @@ def train(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from satk8s.store.identity import plain_config
+
     validate_training_set(dataset, config.algorithm, source="training set")
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    identity = run_identity or {
+        "step": "train",
+        "config": {"train": plain_config(config)},
+        "input_digests": {},
+        "models": {},
+    }
+    resume = last_checkpoint(out_dir / CHECKPOINTS)
+    if resume is not None:
+        check_resumable(resume, identity)  # before anything heavy is loaded
     settings = resolve(config)
     if config.packing and not settings.attn_implementation.startswith("flash"):
         log.warning(
@@ -261,22 +315,32 @@ def train(
         model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
     )
     trainer = _trainer(model, tokenizer, train_dataset, out_dir / CHECKPOINTS, config, settings)
-    if on_checkpoint is not None:
-        trainer.add_callback(_checkpoint_callback(on_checkpoint))
+    trainer.add_callback(_checkpoint_callback(identity, on_checkpoint))
 
-    resume = last_checkpoint(out_dir / CHECKPOINTS)
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    _save_final(trainer, tokenizer, out_dir / MODEL)
+    if resume is not None and is_final_checkpoint(resume):
+        # Training ended at this checkpoint: its weights are the final model.
+        final = _final_model(trainer, resume, config, model_dir, settings)
+        state = json.loads((resume / "trainer_state.json").read_text())
+        history, steps = state.get("log_history", []), int(state["global_step"])
+        tokens, train_seconds = int(state.get("num_input_tokens_seen") or 0), 0.0
+        _rotate(out_dir / CHECKPOINTS, config.save_total_limit)
+    else:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        final = trainer.accelerator.unwrap_model(trainer.model)
+        history, steps = trainer.state.log_history, trainer.state.global_step
+        tokens = int(trainer.state.num_input_tokens_seen)
+        train_seconds = output.metrics["train_runtime"]  # the training loop of this call
+    _save_final(final, tokenizer, out_dir / MODEL)
 
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
     return {
         "algorithm": config.algorithm,
-        "steps": trainer.state.global_step,
+        "steps": steps,
         "losses": losses,
         "final_loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,
-        "train_seconds": output.metrics["train_runtime"],  # the training loop of this call
-        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "train_seconds": train_seconds,
+        "tokens_seen": tokens,
         "resumed_from": resume.name if resume else None,
         "examples": dataset.num_rows,
         "rows": trainer.train_dataset.num_rows,  # after TRL's preparation: fewer when packed
@@ -308,15 +372,50 @@ def _to_hf(table: pa.Table, config: TrainConfig, tokenizer: PreTrainedTokenizerB
     return Dataset.from_list(rows)
 
 
-def _checkpoint_callback(on_checkpoint: Callable[[Path], None]) -> Any:
+def _checkpoint_callback(
+    identity: dict[str, Any], on_checkpoint: Callable[[Path], None] | None
+) -> Any:
     from transformers import TrainerCallback
 
     class CheckpointSaved(TrainerCallback):
         # on_save runs after the checkpoint (weights, optimizer, trainer state) is on disk.
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            on_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (checkpoint / RUN_FILE).write_text(json.dumps(identity, sort_keys=True))
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint)
 
     return CheckpointSaved()
+
+
+def _final_model(
+    trainer: Any, checkpoint: Path, config: TrainConfig, model_dir: str, settings: Resolved
+) -> Any:
+    """The model as the final checkpoint holds it (for LoRA: the base plus its adapter)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if config.lora:
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+        )
+        return PeftModel.from_pretrained(base, checkpoint)
+    return AutoModelForCausalLM.from_pretrained(
+        checkpoint, dtype=torch.float32, attn_implementation=settings.attn_implementation
+    )
+
+
+def _rotate(checkpoints: Path, limit: int | None) -> None:
+    """Keep the newest `limit` checkpoints, as the trainer does after each save."""
+    found = sorted(
+        (int(m.group(1)), p)
+        for p in checkpoints.iterdir()
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    )
+    for _, path in found[:-limit] if limit else []:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _trainer(
@@ -396,9 +495,8 @@ def _lora_config(config: TrainConfig) -> Any:
     )
 
 
-def _save_final(trainer: Any, tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
+def _save_final(model: Any, tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
     """Save a plain checkpoint (LoRA merged in), written aside and renamed so it is never half there."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):  # a peft model
         model = model.merge_and_unload()
     staging = model_dir.with_name(model_dir.name + ".partial")
