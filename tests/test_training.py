@@ -175,7 +175,8 @@ def test_a_lora_run_saves_a_plain_merged_checkpoint(model_dir, tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir, tmp_path):
     out = tmp_path / "run"
-    first = train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
+    keep_two = {"save_steps": 2, "save_total_limit": 2}
+    first = train(sft_table(), model_dir, out, config(max_steps=4, **keep_two))
     assert first["resumed_from"] is None and first["steps"] == 4
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == [
         "checkpoint-2",
@@ -183,7 +184,7 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir,
     ]
     # A preemption during step 3 or 4: checkpoint-4 never finished writing.
     (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
-    resumed = train(sft_table(), model_dir, out, config(max_steps=6, save_steps=2))
+    resumed = train(sft_table(), model_dir, out, config(max_steps=6, **keep_two))
     assert resumed["resumed_from"] == "checkpoint-2"
     assert resumed["steps"] == 6
     assert len(resumed["losses"]) == 6  # steps 1-2 from the checkpoint's log, 3-6 from this run

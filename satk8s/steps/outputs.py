@@ -94,6 +94,18 @@ def commit_partial(root: Path, rel_path: str) -> None:
         store.write_bytes(_partial_uri(out, rel_path), json.dumps(record).encode())
 
 
+def drop_partial(root: Path, rel_path: str) -> None:
+    """Remove a piece `commit_partial` put in the store (an older checkpoint a newer one
+    replaces): its record first, so a half-removed piece is never resumed from."""
+    out = _target(root)
+    store = get_store(out)
+    with store.lock(lock_uri(out)):
+        if store.exists(manifest_uri(out)):
+            return
+        store.delete([_partial_uri(out, rel_path)])
+        store.delete(o.uri for o in store.list(join(out, rel_path)))
+
+
 def split_locations(value: str) -> list[str]:
     """A comma-separated list of locations (the form a pipeline passes a list of outputs in)."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -230,4 +242,12 @@ def _prefill(store: Store, out: str, root: Path) -> None:
         log.info("%s: resuming from %d committed files", out, len(items))
 
 
-__all__ = ["MANIFEST", "commit", "commit_partial", "finished_summary", "input_path", "open_output"]
+__all__ = [
+    "MANIFEST",
+    "commit",
+    "commit_partial",
+    "drop_partial",
+    "finished_summary",
+    "input_path",
+    "open_output",
+]

@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -16,13 +17,14 @@ from satk8s.steps.generate import check_model_reference
 from satk8s.steps.outputs import (
     commit,
     commit_partial,
+    drop_partial,
     finished_summary,
     input_path,
     open_output,
 )
 from satk8s.store.stage_model import resolve_model
 from satk8s.training.datasets import validate_training_set
-from satk8s.training.train import TrainConfig, train
+from satk8s.training.train import CHECKPOINTS, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,10 @@ class TrainStepConfig:
 def train_model(
     dataset: str, out: str, config: TrainStepConfig, force: bool = False
 ) -> dict[str, Any]:
-    """Writes `checkpoints/` (resumable) and `model/` (a plain HF checkpoint directory). A
-    gated training set (its `gated.json`) is passed on: no model is loaded or trained, and the
-    output holds the same `gated.json`."""
+    """Writes `model/` (a plain HF checkpoint directory). While it trains, each checkpoint goes
+    to the store as it is written and replaces the one before (resume needs only the newest);
+    the finished output keeps none. A gated training set (its `gated.json`) is passed on: no
+    model is loaded or trained, and the output holds the same `gated.json`."""
     if not force and (cached := finished_summary(out)):
         return cached
     started = time.time()
@@ -59,14 +62,23 @@ def train_model(
     validate_training_set(table, config.train.algorithm, source=f"{dataset}/train.parquet")
     check_model_reference(config.model)
     root = open_output(out, force)  # checkpoints already there are resumed from
+    committed = sorted(p.relative_to(root).as_posix() for p in (root / CHECKPOINTS).glob("*"))
+
+    def checkpoint_saved(checkpoint: Path) -> None:
+        # In the store as soon as it is written: a restart resumes from it. The trainer has
+        # already removed the checkpoints its save_total_limit drops; so does the store.
+        committed.append(checkpoint.relative_to(root).as_posix())
+        commit_partial(root, committed[-1])
+        for rel in [c for c in committed if not (root / c).exists()]:
+            drop_partial(root, rel)
+            committed.remove(rel)
+
     summary = train(
-        table,
-        resolve_model(config.model),
-        root,
-        config.train,
-        # Each checkpoint goes to the store as it is written: a restart resumes from it.
-        on_checkpoint=lambda ckpt: commit_partial(root, ckpt.relative_to(root).as_posix()),
+        table, resolve_model(config.model), root, config.train, on_checkpoint=checkpoint_saved
     )
+    # Finished: nothing will resume from the checkpoints (float32 weights and optimizer
+    # state, several times the model); the output is the model.
+    shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
     # The training set's size and weight spread travel with the model to the report.
     summary["training_set"] = {
         k: training_set.get(k) for k in ("algorithm", "rows", "questions", "weights")
