@@ -131,14 +131,27 @@ def test_stage_model_mirrors_a_hub_model_once(
         (Path(local_dir) / ".cache" / "meta").write_text("hub bookkeeping")
         return str(local_dir)
 
+    sha = "0f3c" * 10
+
+    class FakeHub:  # huggingface_hub.HfApi.model_info: the commit a revision points at
+        def model_info(self, repo_id: str, revision: str) -> object:
+            assert (repo_id, revision) == ("Org/Tiny-Model", "main")
+            return type("ModelInfo", (), {"sha": sha})()
+
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
     out = model_uri(store_root, "Org/Tiny-Model")
     assert out == join(store_root, "models", "Org", "Tiny-Model", "main")
     first = runner.invoke(store_app, ["stage-model", "Org/Tiny-Model", "--store", store_root])
     assert first.exit_code == 0, first.output
     assert json.loads(first.output)["files"] == 2
+    # The revision was resolved to a commit, downloaded at that commit and recorded.
+    assert downloads == [("Org/Tiny-Model", sha)]
+    from satk8s.store.fetch import finished_manifest
+
+    assert finished_manifest(out)["summary"]["commit"] == sha
     again = stage_model(out, StageModelConfig(model="Org/Tiny-Model"))
-    assert again["cached"] is True and downloads == [("Org/Tiny-Model", "main")]
+    assert again["cached"] is True and downloads == [("Org/Tiny-Model", sha)]
     # A pod that names the hub id loads the mirror, never the hub.
     monkeypatch.setenv("SATK8S_MODEL_STORE", store_root)
     local = Path(resolve_model("Org/Tiny-Model"))
@@ -162,3 +175,42 @@ def test_model_references_resolve_to_local_directories(s3_bucket: str, tmp_path:
     # a plain prefix someone uploaded (no manifest) works too
     get_store(uri).put_files([(ckpt / "config.json", f"s3://{s3_bucket}/raw/config.json", None)])
     assert (Path(resolve_model(f"s3://{s3_bucket}/raw")) / "config.json").exists()
+
+
+def test_the_pipelines_stage_task_stages_at_its_address_and_steps_load_that_copy(
+    store_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `stage-model` node of a compiled grid: one task mirrors the hub model at its
+    content address; a model-taking task gets that location as its model and loads the copy."""
+    import huggingface_hub
+
+    from satk8s.cluster.settings import ClusterSettings
+    from satk8s.grid.cluster import load_cluster_plan
+    from satk8s.orchestration.addressed import run_addressed
+
+    sha = "9a" * 20
+    monkeypatch.setattr(
+        huggingface_hub,
+        "HfApi",
+        lambda: type(
+            "Hub", (), {"model_info": lambda self, m, revision: type("I", (), {"sha": sha})()}
+        )(),
+    )
+
+    def fake_download(repo_id: str, revision: str, local_dir: Path, **_: object) -> str:
+        assert revision == sha
+        _checkpoint(Path(local_dir) / "weights")
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    settings = ClusterSettings(store_root="s3://acme-x/s", source="t")
+    plan = load_cluster_plan("arith", ["seeds=[0]", "signals=[entropy]"], settings)
+    stage = plan.node("stage-model")
+
+    staged = run_addressed("stage_model", store_root, stage.config, {})
+
+    assert staged["commit"] == sha and staged["model"] == "Qwen/Qwen3-1.7B-Base"
+    local = Path(resolve_model(staged["out"]))  # what generate, train, ... load
+    assert (local / "weights" / "config.json").read_text() == '{"model_type": "qwen3"}'
+    again = run_addressed("stage_model", store_root, stage.config, {})
+    assert again["cached"] is True and again["out"] == staged["out"]
