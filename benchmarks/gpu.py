@@ -312,8 +312,9 @@ def peak_allocated() -> int:
 
 def gpu_type(name: str) -> str | None:
     """The `satk8s.grid.cost.GPUS` key of a CUDA device name, if it is one of them."""
-    for key, mark in (("h200", "H200"), ("h100", "H100"), ("b200", "B200"),
-                      ("a100-80gb", "A100"), ("l40s", "L40S"), ("l4", "L4")):  # fmt: skip
+    for key, mark in (("h200-141gb", "H200"), ("h100-80gb", "H100"), ("b200", "B200"),
+                      ("a100-80gb", "A100-SXM4-80GB"), ("a100-80gb", "A100 80GB"),
+                      ("a100-40gb", "A100"), ("l40s", "L40S"), ("l4", "L4")):  # fmt: skip
         if mark in name:
             return key
     return None

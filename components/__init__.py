@@ -13,6 +13,7 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl.python_component import PythonComponent
 
+from .grid_parts import FUNCTIONS as PART_FUNCTIONS
 from .steps import FUNCTIONS
 
 
@@ -33,4 +34,10 @@ def step_component(step: str, image: str) -> PythonComponent:
     return dsl.component(FUNCTIONS[step], base_image=image, install_kfp_package=False)
 
 
-__all__ = ["FUNCTIONS", "image_for_profile", "step_component"]
+@functools.cache
+def part_component(name: str, image: str) -> PythonComponent:
+    """A component of a split grid's coordination (`grid_parts.py`) running in `image`."""
+    return dsl.component(PART_FUNCTIONS[name], base_image=image, install_kfp_package=False)
+
+
+__all__ = ["FUNCTIONS", "PART_FUNCTIONS", "image_for_profile", "part_component", "step_component"]

@@ -31,6 +31,22 @@ def tiny(
     return run_component("tiny", node, store_root, config_json, force, model_location, {}, metrics)
 
 
+def stage_model(
+    node: str,
+    store_root: str,
+    config_json: str,
+    metrics: Output[Metrics],
+    force: bool = False,
+    model_location: str = "",
+) -> str:
+    """Mirror a hub model into the store at the commit its revision resolves to."""
+    from satk8s.orchestration.component_runner import run_component
+
+    return run_component(
+        "stage_model", node, store_root, config_json, force, model_location, {}, metrics
+    )
+
+
 def prepare(
     node: str,
     store_root: str,
@@ -221,6 +237,7 @@ FUNCTIONS = {
     f.__name__: f
     for f in (
         tiny,
+        stage_model,
         prepare,
         generate,
         saturate,

@@ -18,11 +18,13 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from satk8s.errors import ConfigError
 from satk8s.grid.plan import ROLES, Node, Plan
+from satk8s.grid.split import SAFE_PACKAGE_BYTES, Part, split_plan
 from satk8s.images import IMAGE_NAMES, load_image_refs
 from satk8s.store.keys import canonical_json
 
@@ -33,8 +35,11 @@ PROFILE_KEYS = frozenset(
         "cpu",
         "memory",
         "node_selector",
+        "node_affinity",
         "tolerations",
         "shm_size",
+        "scratch_size",
+        "scratch_storage_class",
         "secrets",
         "config_maps",
         "env",
@@ -51,6 +56,16 @@ PROFILE_KEYS = frozenset(
 SHM_VOLUME = "dshm"
 """The Memory-backed emptyDir mounted at /dev/shm: the container runtime's 64 MiB default is
 too small for PyTorch data loaders and NCCL."""
+SCRATCH_VOLUME = "scratch"
+SCRATCH = "/scratch"
+"""Where a task's scratch volume is mounted (`scratch_size`)."""
+SCRATCH_ENV = {
+    "SATK8S_CACHE": f"{SCRATCH}/satk8s",  # staging of outputs, verified copies of inputs
+    "HF_HOME": f"{SCRATCH}/huggingface",
+    "XDG_CACHE_HOME": f"{SCRATCH}/cache",  # torch, triton and vLLM compile caches
+    "TMPDIR": SCRATCH,
+}
+"""Where a task with a scratch volume writes: nothing large lands on the container's layer."""
 
 
 def pipeline_name(grid: str) -> str:
@@ -69,10 +84,26 @@ def resolve_images(images: Mapping[str, str] | str | Path | None) -> dict[str, s
     return refs
 
 
-def check_plan(plan: Plan) -> None:
+AWAIT_RESOURCES = {"cpu": "250m", "memory": "1Gi"}
+"""What a split grid's coordination tasks (await, publish, gather) request: they poll the store."""
+
+
+def require_store(plan: Plan) -> None:
+    """Fail when the plan has no store: a cluster grid compiled without cluster settings."""
+    if not plan.store_root:
+        raise ConfigError(
+            "store.root",
+            f"grid '{plan.grid}' writes to a cluster's store (satk8s-settings storeRoot): "
+            "compile it for the cluster with `satk8s grid compile`, or give it a store "
+            "(`satk8s run --local --store PATH|s3://bucket/prefix`, store.root=…)",
+        )
+
+
+def check_plan(plan: Plan, part: Part | None = None) -> None:
     """Fail on a plan the pipeline cannot be built from, naming the node."""
     from satk8s.steps import STEPS
 
+    gathered = set(part.gather) if part else set()
     seen: set[str] = set()
     for node in plan.nodes:
         where = f"plan node '{node.id}'"
@@ -88,7 +119,7 @@ def check_plan(plan: Plan) -> None:
         upstream = [u for ids in node.inputs.values() for u in ids]
         if node.model_from:
             upstream.append(node.model_from)
-        if late := [u for u in upstream if u not in seen]:
+        if late := [u for u in upstream if u not in seen and u not in gathered]:
             raise ConfigError(where, f"reads {late}, which are not earlier nodes of the plan")
         seen.add(node.id)
     for role in plan.profiles:
@@ -96,26 +127,74 @@ def check_plan(plan: Plan) -> None:
             raise ConfigError(f"profiles.{role}", f"unknown role; known: {', '.join(ROLES)}")
 
 
-def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
+def build_pipeline(
+    plan: Plan, images: Mapping[str, str], part: Part | None = None
+) -> Callable[..., Any]:
     """The plan as a KFP pipeline (a `@dsl.pipeline` GraphComponent) with parameters
-    `store_root` (default `plan.store_root`) and `force`."""
+    `store_root` (default `plan.store_root`) and `force`. With `part` (a run of a split grid,
+    `satk8s.grid.split`): its awaited nodes become `await` tasks, part 1's report reads every
+    evaluation through a `gather` task, and a later part publishes its evaluations."""
     from kfp import dsl
 
-    from satk8s.components import image_for_profile, step_component
+    from satk8s.components import image_for_profile, part_component, step_component
 
-    check_plan(plan)
-    if not plan.store_root:
-        raise ConfigError(
-            "store.root",
-            f"grid '{plan.grid}' writes to a cluster's store (satk8s-settings storeRoot): "
-            "compile it for the cluster with `satk8s grid compile`, or give it a store "
-            "(`satk8s run --local --store PATH|s3://bucket/prefix`, store.root=…)",
-        )
+    check_plan(plan, part)
+    require_store(plan)
     refs = resolve_images(images)
+    gpu_roles = {r for r, p in plan.profiles.items() if int(p.get("accelerator_count") or 0) > 0}
+    awaited = part.awaited if part is not None else frozenset()
+    light = {k: v for k, v in plan.profiles.get("cpu", {}).items() if k != "scratch_size"}
+    light.update(AWAIT_RESOURCES)
+
+    def coordination(name: str, display: str, **arguments: Any) -> Any:
+        """A split grid's await, publish or gather task: CPU image, light requests."""
+        task = part_component(name, refs["cpu"])(**arguments)
+        task.set_display_name(display)
+        task.set_caching_options(False)
+        apply_profile(task, light, "profiles.cpu")
+        return task
 
     def satk8s_grid(store_root: str = plan.store_root, force: bool = False) -> None:
         tasks: dict[str, Any] = {}
+        gpu_tasks: list[Any] = []
+
+        def gather_evaluations(order: tuple[str, ...]) -> Any:
+            assert part is not None
+            own = [n for n in order if n in tasks]
+            config = {
+                "grid_id": part.grid_id,
+                "parts": list(range(2, part.count + 1)),
+                "order": list(order),
+                "own": own,
+            }
+            return coordination(
+                "gather_parts",
+                "gather-evaluations",
+                node="gather-evaluations",
+                store_root=store_root,
+                config_json=canonical_json(config),
+                own=_joined([tasks[n].outputs["Output"] for n in own]),
+            )
+
         for node in plan.nodes:
+            if node.id in awaited:
+                # Another part runs it: wait for its output at the address it will have.
+                inputs = {
+                    name: _joined([tasks[u].outputs["Output"] for u in upstream])
+                    for name, upstream in node.inputs.items()
+                }
+                model = tasks[node.model_from].outputs["Output"] if node.model_from else ""
+                tasks[node.id] = coordination(
+                    "await_output",
+                    f"await-{node.id}",
+                    node=node.id,
+                    store_root=store_root,
+                    step=node.step,
+                    config_json=canonical_config(node),
+                    inputs_json=_json_object(inputs),
+                    model_location=model,
+                )
+                continue
             profile = plan.profiles.get(node.role, {})
             component = step_component(node.step, image_for_profile(profile, refs))
             arguments: dict[str, Any] = {
@@ -125,6 +204,9 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
                 "force": force,
             }
             for name, upstream in node.inputs.items():
+                if part is not None and part.gather and name == "evaluations":
+                    arguments[name] = gather_evaluations(upstream).outputs["Output"]
+                    continue
                 arguments[name] = _joined([tasks[u].outputs["Output"] for u in upstream])
             if node.model_from:
                 arguments["model_location"] = tasks[node.model_from].outputs["Output"]
@@ -137,7 +219,30 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
             # output was deleted, or a `force` run, from its own metadata without running it.
             task.set_caching_options(False)
             apply_profile(task, profile, f"profiles.{node.role}")
+            if node.role in gpu_roles:
+                if plan.gpu_lanes and len(gpu_tasks) >= plan.gpu_lanes:
+                    # Lanes: each GPU task waits for the one `gpu_lanes` before it, so the
+                    # GPU tasks form that many chains and at most that many run at once. KFP
+                    # 2.17 has no per-pipeline cap to use instead: Argo's `parallelism` is set
+                    # only on a ParallelFor loop's template (kubeflow/pipelines@2.17.0:backend/
+                    # src/v2/compiler/argocompiler/dag.go, iterator parallelism_limit) or, for
+                    # every pipeline of the server, by its COMPILED_PIPELINE_SPEC_PATCH
+                    # (argocompiler/spec_patch.go, ApplyWorkflowSpecPatch).
+                    task.after(gpu_tasks[len(gpu_tasks) - plan.gpu_lanes])
+                gpu_tasks.append(task)
             tasks[node.id] = task
+        if part is not None and part.index > 1:
+            nodes = list(part.evaluations)
+            coordination(
+                "publish_part",
+                "publish-evaluations",
+                node="publish-evaluations",
+                store_root=store_root,
+                config_json=canonical_json(
+                    {"grid_id": part.grid_id, "part": part.index, "nodes": nodes}
+                ),
+                evaluations=_joined([tasks[n].outputs["Output"] for n in nodes]),
+            )
 
     # KFP reads the parameter types from real annotations; this module's are strings
     # (`from __future__ import annotations`).
@@ -147,8 +252,11 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
         f"satk8s grid '{plan.grid}': {len(plan.nodes)} steps, {cells} cells "
         "(learning from saturated data)"
     )
+    if part is not None:
+        description += f"; part {part.index} of {part.count} (satk8s.grid.split)"
+    name = pipeline_name(part.name if part is not None else plan.grid)
     with _cheap_caller_lookup():
-        return dsl.pipeline(name=pipeline_name(plan.grid), description=description)(satk8s_grid)
+        return dsl.pipeline(name=name, description=description)(satk8s_grid)
 
 
 def compile_plan(
@@ -158,14 +266,97 @@ def compile_plan(
     for the default `images/digests.json` (fails, saying how to build it, when there is none),
     or a mapping taken as given (the local run's placeholders; tests). A plan whose settings
     hold a credential is refused (`check_pipeline_secrets`): nothing is written."""
-    from satk8s.store.redact import check_pipeline_secrets
-
-    text = pipeline_yaml(build_pipeline(plan, resolve_images(images)))
-    check_pipeline_secrets({node.id: node.config for node in plan.nodes}, text)
+    text = _checked_yaml(plan, build_pipeline(plan, resolve_images(images)))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return target
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What `compile_grid` wrote: one pipeline, or a parts list and its parts."""
+
+    path: Path
+    """The file to submit: the pipeline, or the parts list."""
+    parts: tuple[Path, ...]
+    """The pipeline files (the path itself when not split)."""
+    sizes: tuple[int, ...]
+    """Each pipeline's size (`package_bytes`)."""
+    tasks: tuple[int, ...]
+    """Each pipeline's task count."""
+    gpu_lanes: tuple[int, ...] = ()
+    """Each pipeline's GPU lanes (`Plan.gpu_lanes`): together, how many GPU tasks run at once."""
+
+
+def package_bytes(pipeline: Any) -> int:
+    """What a compiled pipeline weighs as KFP stores it and turns it into an Argo Workflow:
+    its pipeline spec and platform spec as compact JSON."""
+    import json
+
+    from google.protobuf import json_format
+
+    documents = [json_format.MessageToDict(pipeline.pipeline_spec)]
+    if pipeline.platform_spec.platforms:
+        documents.append(json_format.MessageToDict(pipeline.platform_spec))
+    return sum(len(json.dumps(d, separators=(",", ":"))) for d in documents)
+
+
+def compile_grid(
+    plan: Plan,
+    path: str | Path,
+    images: Mapping[str, str] | str | Path | None = None,
+    max_bytes: int = SAFE_PACKAGE_BYTES,
+) -> Compiled:
+    """Compile the plan for a cluster: one pipeline at `path` when it weighs at most
+    `max_bytes` (`package_bytes`), else the fewest parts (`satk8s.grid.split`) that each do, as
+    `<stem>.part-<i>-of-<n>.yaml` beside a parts list at `path`."""
+    from satk8s.orchestration.grid_parts import write_parts
+
+    refs = resolve_images(images)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    whole = build_pipeline(plan, refs)
+    size = package_bytes(whole)
+    if size <= max_bytes:
+        target.write_text(_checked_yaml(plan, whole))
+        return Compiled(target, (target,), (size,), (len(plan.nodes),), (plan.gpu_lanes,))
+    cells = len(plan.cells)
+    count = max(2, -(-size // max_bytes))
+    while count <= cells:
+        parts = split_plan(plan, count)
+        pipelines = [build_pipeline(p.plan, refs, p) for p in parts]
+        sizes = [package_bytes(p) for p in pipelines]
+        if max(sizes) <= max_bytes:
+            # Every part checked before any is written: a refused grid leaves no file.
+            texts = [_checked_yaml(p.plan, pipe) for p, pipe in zip(parts, pipelines, strict=True)]
+            files = []
+            for part, text in zip(parts, texts, strict=True):
+                file = target.with_name(
+                    f"{target.stem}.part-{part.index}-of-{count}{target.suffix}"
+                )
+                file.write_text(text)
+                files.append(file)
+            write_parts(target, plan.grid, files, sizes, max_bytes)
+            tasks = tuple(len(p.plan.nodes) + (p.index > 1) + bool(p.gather) for p in parts)
+            lanes = tuple(p.plan.gpu_lanes for p in parts)
+            return Compiled(target, tuple(files), tuple(sizes), tasks, lanes)
+        count += 1
+    raise ConfigError(
+        "grid",
+        f"'{plan.grid}' does not fit runs of {max_bytes // 1024} KiB even one cell per run; "
+        "compile fewer cells (seeds=…, signals=…)",
+    )
+
+
+def _checked_yaml(plan: Plan, pipeline: Any) -> str:
+    """The pipeline's YAML, refused (`check_pipeline_secrets`) when a node's settings or the
+    text hold a credential."""
+    from satk8s.store.redact import check_pipeline_secrets
+
+    text = pipeline_yaml(pipeline)
+    check_pipeline_secrets({node.id: node.config for node in plan.nodes}, text)
+    return text
 
 
 def pipeline_yaml(pipeline: Any) -> str:
@@ -195,9 +386,10 @@ def canonical_config(node: Node) -> str:
 
 
 def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile") -> None:
-    """Set a task's accelerators, cpu/memory, node pool, tolerations, /dev/shm, secrets and
-    ConfigMaps as env (by name only: secret values never enter the pipeline), plain environment
-    variables, pod labels and retries from a compute profile
+    """Set a task's accelerators, cpu/memory, node selector and affinity, tolerations, /dev/shm,
+    a scratch volume at /scratch (with the variables that send caches and staging there),
+    secrets and ConfigMaps as env (by name only: secret values never enter the pipeline), plain
+    environment variables, pod labels and retries from a compute profile
     (`satk8s.grid.expand.profile_dict`)."""
     from kfp import kubernetes
 
@@ -215,6 +407,16 @@ def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile")
         task.set_memory_request(str(memory)).set_memory_limit(str(memory))
     for key, value in sorted((profile.get("node_selector") or {}).items()):
         kubernetes.add_node_selector(task, label_key=str(key), label_value=str(value))
+    if terms := profile.get("node_affinity"):
+        expressions = [
+            {
+                "key": str(t["key"]),
+                "operator": str(t["operator"]),
+                "values": list(t.get("values") or []),
+            }
+            for t in terms
+        ]
+        kubernetes.add_node_affinity(task, match_expressions=expressions)
     for i, toleration in enumerate(profile.get("tolerations") or []):
         if not isinstance(toleration, Mapping):
             raise ConfigError(f"{where}.tolerations[{i}]", "must be a mapping")
@@ -234,6 +436,22 @@ def apply_profile(task: Any, profile: Mapping[str, Any], where: str = "profile")
             medium="Memory",
             size_limit=str(shm),
         )
+    if scratch := profile.get("scratch_size"):
+        if storage_class := profile.get("scratch_storage_class"):
+            kubernetes.add_ephemeral_volume(
+                task,
+                volume_name=SCRATCH_VOLUME,
+                mount_path=SCRATCH,
+                access_modes=["ReadWriteOnce"],
+                size=str(scratch),
+                storage_class_name=str(storage_class),
+            )
+        else:
+            kubernetes.empty_dir_mount(
+                task, volume_name=SCRATCH_VOLUME, mount_path=SCRATCH, size_limit=str(scratch)
+            )
+        for name, value in SCRATCH_ENV.items():
+            task.set_env_variable(name, value)
     for i, secret in enumerate(profile.get("secrets") or []):
         name, env = _source(secret, "secret", f"{where}.secrets[{i}]")
         kubernetes.use_secret_as_env(
@@ -312,6 +530,12 @@ def _duration(value: Any) -> str | None:
     return f"{value}s" if isinstance(value, int | float) else str(value)
 
 
+def _json_object(values: Mapping[str, Any]) -> str:
+    """A JSON object of name -> value where values may be pipeline outputs: KFP substitutes each
+    output's placeholder inside the string (locations hold no quotes)."""
+    return "{" + ",".join(f'"{k}": "{v}"' for k, v in sorted(values.items())) + "}"
+
+
 def _joined(outputs: list[Any]) -> Any:
     """One upstream output as itself (a plain data edge); several as one comma-joined string,
     which KFP compiles into a constant with a placeholder per upstream output."""
@@ -320,11 +544,15 @@ def _joined(outputs: list[Any]) -> Any:
 
 __all__ = [
     "PROFILE_KEYS",
+    "Compiled",
     "apply_profile",
     "build_pipeline",
     "canonical_config",
     "check_plan",
+    "compile_grid",
     "compile_plan",
+    "package_bytes",
     "pipeline_name",
+    "require_store",
     "resolve_images",
 ]

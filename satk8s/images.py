@@ -20,6 +20,13 @@ from satk8s.errors import ConfigError
 IMAGE_NAMES = ("gpu", "cpu")
 """The images every pipeline needs: GPU steps and CPU steps."""
 
+GPU_MIN_DRIVER = 580
+"""The oldest NVIDIA driver branch the GPU image runs on: torch 2.13 and vLLM 0.31 wheels are
+built for CUDA 13.0, which needs driver >= 580 (NVIDIA CUDA Toolkit 13.0 release notes, section
+2.2 "CUDA Driver": https://docs.nvidia.com/cuda/archive/13.0.0/cuda-toolkit-release-notes/index.html).
+The image carries it as io.satk8s.min-driver."""
+GPU_CUDA = "13.0"
+
 DIGESTS_ENV = "SATK8S_IMAGE_DIGESTS"
 """Environment variable naming a digests file, ahead of the repository's images/digests.json."""
 

@@ -70,19 +70,61 @@ account KFP runs pipelines as by default
 (kubeflow/pipelines@2.17.0:manifests/kustomize/base/installs/multi-user/api-service/params.env)."""
 
 
-def node(name: str, pool: str, gpus: int, *, allocatable: int | None = None, ready: bool = True):
+def node(
+    name: str,
+    pool: str,
+    gpus: int,
+    *,
+    allocatable: int | None = None,
+    ready: bool = True,
+    product: str = "NVIDIA-H100-80GB-HBM3",
+    cpu: str | None = None,
+    memory: str | None = None,
+    ephemeral: str | None = None,
+    driver: str | None = "580",
+    labels: dict[str, str] | None = None,
+    taints: list[dict[str, str]] | None = None,
+):
+    """A Node object as the API server returns it (Kubernetes API reference, Node v1: metadata
+    labels, spec.taints, status.capacity/allocatable/conditions). A GPU node carries GPU feature
+    discovery's product and driver labels (NVIDIA/k8s-device-plugin internal/lm/resource.go,
+    internal/lm/nvml.go newVersionLabeler) and the nvidia.com/gpu:NoSchedule taint GKE puts on
+    GPU nodes (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus)."""
     alloc = gpus if allocatable is None else allocatable
+    node_labels = {"cloud.google.com/gke-nodepool": pool}
+    if gpus:
+        node_labels["nvidia.com/gpu.product"] = product
+        if driver is not None:
+            node_labels["nvidia.com/cuda.driver-version.major"] = driver
+            node_labels["nvidia.com/cuda.driver.major"] = driver
+    node_labels.update(labels or {})
+    if gpus:
+        capacity = {"cpu": "96", "nvidia.com/gpu": str(gpus)}
+        allocated = {
+            "cpu": cpu or "95",
+            "memory": memory or "1800Gi",
+            "ephemeral-storage": ephemeral or "400Gi",
+            "nvidia.com/gpu": str(alloc),
+        }
+        node_taints = (
+            [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+            if taints is None
+            else taints
+        )
+    else:
+        capacity = {"cpu": "8"}
+        allocated = {
+            "cpu": cpu or "7",
+            "memory": memory or "28Gi",
+            "ephemeral-storage": ephemeral or "80Gi",
+        }
+        node_taints = taints or []
     return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "cloud.google.com/gke-nodepool": pool,
-                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3" if gpus else "",
-            },
-        },
+        "metadata": {"name": name, "labels": node_labels},
+        "spec": {"taints": node_taints} if node_taints else {},
         "status": {
-            "capacity": {"cpu": "96", "nvidia.com/gpu": str(gpus)} if gpus else {"cpu": "8"},
-            "allocatable": {"cpu": "95", "nvidia.com/gpu": str(alloc)} if gpus else {"cpu": "7"},
+            "capacity": capacity,
+            "allocatable": allocated,
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         },
     }
@@ -109,8 +151,20 @@ def settings_data(**changes: str) -> dict[str, str]:
         "judgeApiKeySecret": "",
         "judgeApiKeyKey": "OPENAI_API_KEY",
         "gpuPools": json.dumps(
-            [{"name": "h100", "nodeLabels": {"cloud.google.com/gke-nodepool": "h100"}}]
+            sort_keys=True,
+            obj=[
+                {
+                    "name": "h100",
+                    "gpu": "h100-80gb",
+                    "nodeLabels": {"cloud.google.com/gke-nodepool": "h100"},
+                    "tolerations": [
+                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                    ],
+                }
+            ],
         ),
+        "cpuQueue": "",
+        "kueuePriorityClasses": "{}",
     }
     data.update(changes)
     return data

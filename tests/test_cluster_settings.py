@@ -170,7 +170,11 @@ def test_a_configmap_manifest_is_a_settings_file_too(tmp_path: Path) -> None:
         ({"hubTokenKey": "HF TOKEN"}, "hubTokenKey", "is not a Secret key"),
         ({"gpuPools": "[{"}, "gpuPools", "not valid JSON"),
         ({"gpuPools": '{"name": "h100"}'}, "gpuPools", "must be a list of pools"),
-        ({"gpuPools": '[{"nodeLabels": {}}]'}, "gpuPools[0]", "must be {name, nodeLabels"),
+        ({"gpuPools": '[{"nodeLabels": {}}]'}, "gpuPools[0]", "must be {name, gpu, nodeLabels"),
+        ({"gpuPools": '[{"name": "a", "gpu": "b100"}]'}, "gpuPools[0].gpu", "unknown GPU type 'b100'"),
+        ({"gpuPools": '[{"name": "a", "tolerations": {}}]'}, "gpuPools[0].tolerations", "must be a list"),
+        ({"kueuePriorityClasses": '{"training": "x"}'}, "kueuePriorityClasses", "unknown roles ['training']"),
+        ({"cpuQueue": "CPU queue"}, "cpuQueue", "is not a LocalQueue name"),
         ({"gpuPools": '[{"name": "a", "gpus": 8}]'}, "gpuPools[0]", "unknown keys ['gpus']"),
         ({"gpuPools": '[{"name": "a", "nodeLabels": {"x": 1}}]'}, "gpuPools[0].nodeLabels", "must map label to text"),
         ({"storeroot": "s3://a/b"}, "storeroot", "unknown key (test file); known: storeRoot"),
@@ -384,7 +388,7 @@ def test_submit_dry_run_of_compiled_arith_shows_the_runner_account_and_the_store
     assert f"  namespace        {NS}\n" in out
     assert "  experiment       satk8s (found by name, created if missing)" in out
     assert "  service account  satk8s-runner\n" in out
-    assert f"  pipeline         satk8s-arith ({package}, 82 tasks)" in out
+    assert f"  pipeline         satk8s-arith ({package}, 83 tasks)" in out
     assert f"    store_root = 's3://{STORE_BUCKET}/satk8s'" in out
     assert "  token            set (hidden)" in out and TOKEN not in out
     body = json.loads(out[out.index("body:\n") + len("body:\n") :])
@@ -460,9 +464,9 @@ def test_make_submit_with_store_overrides_and_settings(
     assert "runs as:    team-runner" in done.stdout
     compiled = yaml.safe_load_all((tmp_path / "build" / "arith.yaml").read_text())
     spec = next(compiled)
-    # One seed, one signal: 10 shared tasks (with the random, length and logprob controls),
-    # 4 cells of dataset, train and evaluate, the report.
-    assert len(spec["root"]["dag"]["tasks"]) == 23
+    # One seed, one signal: 11 shared tasks (the model staged, the random, length and logprob
+    # controls), 4 cells of dataset, train and evaluate, the report.
+    assert len(spec["root"]["dag"]["tasks"]) == 24
     store = spec["root"]["inputDefinitions"]["parameters"]["store_root"]["defaultValue"]
     assert store == "s3://acme-b/grids"
     run = kfp_server.runs["run-0001"]

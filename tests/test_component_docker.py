@@ -307,3 +307,31 @@ def test_each_step_gets_its_pinned_image(
     argv = component_argv(step, [], None, "s3://b/r", env={}, user="")
     assert argv[-4:] == [ref, "satk8s", "step", step]
     assert ("--gpus" in argv, "--ipc=host" in argv) == (gpu_flags, gpu_flags)
+
+
+def test_aws_profile_and_the_callers_aws_config_reach_the_step(
+    digests: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "config").write_text("[profile research]\nregion = eu-west-1\n")
+    env = {"HOME": str(home), "AWS_PROFILE": "research", "HF_HOME": str(tmp_path / "none")}
+    args = ["--out", "s3://bucket/runs/samples", "-i", "questions=s3://bucket/runs/q"]
+
+    argv = component_argv("generate", args, None, "s3://bucket/runs", env=env, user="1000:1000")
+
+    # The profile by name, the files read-only where boto3 looks with HOME=/tmp; nothing of
+    # their contents on the command line.
+    assert argv[argv.index("-v", argv.index("HF_HOME=/tmp/huggingface")) :][:2] == [
+        "-v",
+        f"{home / '.aws'}:/tmp/.aws:ro",
+    ]
+    assert ["-e", "AWS_PROFILE"] == argv[
+        argv.index("AWS_PROFILE") - 1 : argv.index("AWS_PROFILE") + 1
+    ]
+    assert "research" not in shell_line(argv)
+    # Without a ~/.aws there is nothing to mount.
+    bare = component_argv(
+        "generate", args, None, "s3://bucket/runs", env={"HOME": str(tmp_path)}, user="1:1"
+    )
+    assert not any(a.endswith(":/tmp/.aws:ro") for a in bare)

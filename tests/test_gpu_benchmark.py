@@ -46,6 +46,6 @@ def test_gpu_benchmark_smoke_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| generation: hf (batch 2) |" in markdown
     assert "| SFT: packed (sdpa) |" in markdown and "SMOKE" in markdown
     # grid show reads its throughput block.
-    measured = load_throughput("h100", tmp_path / "gpu.json")
+    measured = load_throughput("h100-80gb", tmp_path / "gpu.json")
     assert set(measured.measured) == {"decode", "forward", "train"}
     assert measured.rate(Work(1, "decode", "m"), MODELS["Qwen/Qwen3-1.7B"]) > 0

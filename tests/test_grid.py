@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from satk8s.cli.grid_cmd import grid_app
 from satk8s.errors import ConfigError
 from satk8s.grid import ROLES, Plan, expand, known_grids, load_grid, load_plan
-from satk8s.grid.expand import UPSTREAM_MODEL
+from satk8s.grid.expand import STAGED_MODEL, UPSTREAM_MODEL
 from satk8s.orchestration.addressed import resolve_config
 
 SMOKE_SIGNALS = ("entropy", "self_judge")
@@ -169,11 +169,31 @@ def test_model_taking_nodes_read_the_tiny_output(smoke: Plan) -> None:
     assert smoke.node("evaluate-sft-none-s0").config["model"] == ""
 
 
-def test_a_hub_model_needs_no_tiny_node(arith: Plan) -> None:
+def test_a_hub_model_is_staged_once_and_read_from_the_store(arith: Plan) -> None:
     assert "tiny" not in _ids(arith)
-    assert all(n.model_from is None for n in arith.nodes)
-    assert arith.node("generate").config["model"] == "Qwen/Qwen3-1.7B-Base"
-    assert arith.node("train-sft-none-s2").config["model"] == "Qwen/Qwen3-1.7B-Base"
+    named = [n.id for n in arith.nodes if "Qwen/Qwen3-1.7B-Base" in json.dumps(n.config)]
+    assert named == ["stage-model"]  # the one CPU task that reaches the hub
+    stage = arith.node("stage-model")
+    assert (stage.step, stage.role) == ("stage_model", "cpu")
+    assert stage.config == {
+        "model": "Qwen/Qwen3-1.7B-Base",
+        "revision": "main",
+        "ignore_patterns": [],
+    }
+    takes_model = [n for n in arith.nodes if n.model_from]
+    assert {n.step for n in takes_model} == {"generate", "signals", "evaluate", "train"}
+    assert all(
+        n.model_from == "stage-model" and n.config["model"] == STAGED_MODEL for n in takes_model
+    )
+    assert len(_ids(arith, "train")) == 30 and all(
+        arith.node(t).model_from == "stage-model" for t in _ids(arith, "train")
+    )
+
+
+def test_a_model_revision_reaches_the_stage_task_only() -> None:
+    plan = load_plan("arith", ["seeds=[0]", "signals=[entropy]", "model.revision=v1.0"])
+    assert plan.node("stage-model").config["revision"] == "v1.0"
+    assert all("v1.0" not in json.dumps(n.config) for n in plan.nodes if n.id != "stage-model")
 
 
 # ----------------------------------------------------------------------------- sharing
@@ -183,6 +203,7 @@ def test_arith_three_seeds_shares_upstream_work(arith: Plan) -> None:
     assert len(arith.cells) == 30  # (1 sft + 3 signals x 3 algorithms) x 3 seeds
     counts = {step: len(_ids(arith, step)) for step in dict.fromkeys(n.step for n in arith.nodes)}
     assert counts == {
+        "stage_model": 1,
         "prepare": 1,
         "generate": 1,
         "saturate": 1,
@@ -193,11 +214,11 @@ def test_arith_three_seeds_shares_upstream_work(arith: Plan) -> None:
         "train": 30,
         "report": 1,
     }
-    assert len(arith.nodes) == 82
-    # One pipeline per cell: 9 steps + cell signal + three controls + judge, random cells
-    # and sft cells one signal fewer: 9 x 14 x 2 + 9 x 13 + 3 x 13.
-    assert arith.naive_step_count == 408
-    assert sum(sum(r.values()) for r in arith.naive_counts.values()) == 408
+    assert len(arith.nodes) == 83
+    # One pipeline per cell: 10 steps (stage-model included) + cell signal + three controls +
+    # judge, random cells and sft cells one signal fewer: 9 x 15 x 2 + 9 x 14 + 3 x 14.
+    assert arith.naive_step_count == 438
+    assert sum(sum(r.values()) for r in arith.naive_counts.values()) == 438
     assert arith.naive_counts["signals"] == {"judge": 18, "cpu": 120}
     assert arith.naive_counts["evaluate"] == {"evaluate": 60}
 
@@ -287,11 +308,21 @@ def test_compute_profiles(arith: Plan, smoke: Plan) -> None:
     assert all(p["accelerator_count"] == 0 and p["secrets"] == [] for p in smoke.profiles.values())
     generate = arith.profiles["generate"]
     assert (generate["accelerator_type"], generate["accelerator_count"]) == ("nvidia.com/gpu", 1)
-    assert generate["node_selector"] == {"satk8s.io/pool": "gpu"}
+    # The generic preset: GPU feature discovery's product label of the H100 types, no label
+    # of satk8s's own (no managed pool carries one).
+    assert generate["node_selector"] == {}
+    assert generate["node_affinity"] == [
+        {
+            "key": "nvidia.com/gpu.product",
+            "operator": "In",
+            "values": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"],
+        }
+    ]
+    assert "satk8s.io/pool" not in json.dumps(arith.profiles)
     assert generate["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "value": "", "effect": "NoSchedule"}
     ]
-    assert generate["shm_size"] == "16Gi"
+    assert generate["shm_size"] == "2Gi"
     assert (generate["retries"], generate["backoff_duration"], generate["backoff_factor"]) == (
         2,
         "60s",
@@ -346,8 +377,8 @@ def test_command_line_overrides() -> None:
 
 
 def test_group_options_and_unmentioned_step_settings_can_be_overridden() -> None:
-    grid = load_grid("smoke", ["compute=gpu", "store=cluster", "generate.limit=5"])
-    assert grid.compute.name == "gpu"
+    grid = load_grid("smoke", ["compute=gke", "store=cluster", "generate.limit=5"])
+    assert (grid.compute.name, grid.compute.cloud, grid.compute.gpu) == ("gke", "gke", "h100-80gb")
     assert grid.store.root == ""
     plan = expand(grid)
     assert plan.node("generate").config["limit"] == 5
@@ -458,7 +489,7 @@ def test_grid_show_prints_cells_and_step_counts() -> None:
     assert ["random", "dpo", "0,", "1,", "2"] in lines
     assert ["train", "30", "30"] in lines
     assert ["build_dataset", "10", "30"] in lines
-    assert ["total", "82", "408"] in lines
+    assert ["total", "83", "438"] in lines
     assert ["GPU", "steps", "64", "138"] in lines
 
 
@@ -473,11 +504,11 @@ def test_grid_show_json_with_overrides() -> None:
         "seed": 0,
         "evaluate_node": "evaluate-sft-none-s0",
     }
-    # 1+1+1+6+1 shared, base eval, 10 datasets, 10 trains, 10 evals, report.
-    assert shown["total"] == {"deduplicated": 42, "naive": 136}
+    # stage-model, 1+1+1+6+1 shared, base eval, 10 datasets, 10 trains, 10 evals, report.
+    assert shown["total"] == {"deduplicated": 43, "naive": 146}
     assert shown["gpu_steps"] == {"deduplicated": 24, "naive": 46}
     assert shown["steps"]["generate"] == {"deduplicated": 1, "naive": 10}
-    assert shown["nodes"][0] == {"id": "prepare", "step": "prepare", "role": "cpu"}
+    assert shown["nodes"][0] == {"id": "stage-model", "step": "stage_model", "role": "cpu"}
 
 
 def test_grid_show_reports_errors_with_exit_code_2() -> None:
@@ -506,4 +537,4 @@ def test_expanding_a_grid_imports_no_model_or_stats_libraries() -> None:
         "print(len(plan.nodes), sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "82 []"
+    assert out.stdout.strip() == "83 []"

@@ -61,7 +61,7 @@ def test_parameter_counts_match_transformers() -> None:
 
 
 def test_roofline_rates() -> None:
-    h100, l4 = Throughput(GPUS["h100"]), Throughput(GPUS["l4"])
+    h100, l4 = Throughput(GPUS["h100-80gb"]), Throughput(GPUS["l4"])
     n = QWEN3_1_7B.matmul_params
     assert h100.rate(Work(1, "train", "m", flops_per_param=6), QWEN3_1_7B) == pytest.approx(
         TRAIN_MFU * 989e12 / (6 * n)
@@ -97,7 +97,7 @@ def test_arith_grid_token_counts_come_from_its_limits(arith: Plan) -> None:
 
 
 def test_deduplication_saves_gpu_hours_where_steps_are_shared(arith: Plan) -> None:
-    costs = {c.role: c for c in gpu_hours(arith, load_throughput("h100"))}
+    costs = {c.role: c for c in gpu_hours(arith, load_throughput("h100-80gb"))}
     assert set(costs) == {"generate", "judge", "external_judge", "train", "evaluate"}
     # One generate task instead of one per cell (30 cells): exactly 30x.
     assert costs["generate"].tasks == 1
@@ -117,12 +117,12 @@ def test_a_model_too_large_for_the_gpus_is_flagged(gsm8k: Plan) -> None:
     costs = {c.role: c for c in gpu_hours(gsm8k, load_throughput("l4"))}
     assert costs["external_judge"].too_big == ("Qwen/Qwen3-32B (66 GB)",)
     assert costs["train"].too_big == ("Qwen/Qwen3-1.7B-Base (28 GB)",)
-    h100 = {c.role: c for c in gpu_hours(gsm8k, load_throughput("h100"))}
+    h100 = {c.role: c for c in gpu_hours(gsm8k, load_throughput("h100-80gb"))}
     assert all(not c.too_big for c in h100.values())
 
 
 def test_a_cpu_grid_has_no_gpu_hours() -> None:
-    assert gpu_hours(load_plan("smoke", []), load_throughput("h100")) == []
+    assert gpu_hours(load_plan("smoke", []), load_throughput("h100-80gb")) == []
 
 
 def test_measured_figures_replace_the_roofline(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_measured_figures_replace_the_roofline(tmp_path: Path) -> None:
             }
         )
     )
-    measured = load_throughput("h100", result)
+    measured = load_throughput("h100-80gb", result)
     assert measured.rate(Work(1, "decode", "m"), QWEN3_1_7B) == pytest.approx(20000)
     # Training without checkpointing does 6/8 of the FLOPs per token: 8/6 as fast.
     assert measured.rate(Work(1, "train", "m", flops_per_param=6), QWEN3_1_7B) == pytest.approx(
@@ -149,17 +149,17 @@ def test_measured_figures_replace_the_roofline(tmp_path: Path) -> None:
     double = ModelShape(56, 2048, 16, 8, 128, 6144, 151936, True)
     assert measured.rate(Work(1, "decode", "m"), double) < 0.55 * 20000
     # No measured figure for scoring: the roofline's.
-    assert measured.rate(Work(1, "forward", "m"), QWEN3_1_7B) == Throughput(GPUS["h100"]).rate(
+    assert measured.rate(Work(1, "forward", "m"), QWEN3_1_7B) == Throughput(GPUS["h100-80gb"]).rate(
         Work(1, "forward", "m"), QWEN3_1_7B
     )
 
 
 def test_bad_gpu_or_throughput_file_names_the_option(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'gpu': unknown GPU type 'x100'; known: a100-80gb"):
+    with pytest.raises(ConfigError, match="'gpu': unknown GPU type 'x100'; known: h100-80gb"):
         load_throughput("x100")
     (tmp_path / "bad.json").write_text('{"results": {}}')
     with pytest.raises(ConfigError, match=r"'throughput': .*bad.json: not a benchmarks/gpu.py"):
-        load_throughput("h100", tmp_path / "bad.json")
+        load_throughput("h100-80gb", tmp_path / "bad.json")
 
 
 def _cli() -> typer.Typer:
@@ -183,7 +183,7 @@ def test_grid_show_json_has_the_estimate() -> None:
     result = CliRunner().invoke(_cli(), ["grid", "show", "gsm8k", "--json"])
     assert result.exit_code == 0, result.output
     hours = json.loads(result.output)["gpu_hours"]
-    assert hours["gpu"] == "h100"
+    assert hours["gpu"] == "h100-80gb"
     assert set(hours["roles"]) == {"generate", "judge", "external_judge", "train", "evaluate"}
     assert hours["roles"]["external_judge"]["gpus_per_task"] == 2
     assert hours["total"]["deduplicated"] < hours["total"]["naive"]

@@ -33,16 +33,22 @@ NS = "team-a"
 K8S_VERSION = latest_version()
 """The newest Kubernetes whose schemas kubernetes-validate ships (offline)."""
 
-CRD_KINDS = {"ResourceFlavor", "ClusterQueue", "LocalQueue", "ExternalSecret"}
+CRD_KINDS = {
+    "ResourceFlavor",
+    "ClusterQueue",
+    "LocalQueue",
+    "WorkloadPriorityClass",
+    "ExternalSecret",
+}
 """Custom resources (Kueue, external-secrets): kubernetes-validate has no schema for them, so
 they are skipped there and checked by the structural tests below instead."""
 
 CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
-    "PriorityClass",
     "ResourceFlavor",
     "ClusterQueue",
+    "WorkloadPriorityClass",
 }
 
 DIGEST = "sha256:" + "ab" * 32
@@ -92,6 +98,7 @@ FULL_VALUES = {
     "gpuPools": [
         {
             "name": "h100",
+            "gpu": "h100-80gb",
             "nodeLabels": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
             "tolerations": [
                 {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -99,13 +106,25 @@ FULL_VALUES = {
             "quota": {"gpus": 16, "cpu": "200", "memory": "1800Gi"},
         },
         {
+            # No nodeLabels: GKE's accelerator label for L4 nodes, from the GPU catalogue.
             "name": "l4",
-            "nodeLabels": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "gpu": "l4",
+            "cloud": "gke",
             "quota": {"gpus": 8, "cpu": 48, "memory": "192Gi"},
         },
     ],
-    "kueue": {"enabled": True, "cohort": "ml"},
-    "priorityClasses": {"create": True},
+    "kueue": {
+        "enabled": True,
+        "cohort": "ml",
+        "cpuQuota": {"cpu": "32", "memory": "128Gi"},
+        "priorityClasses": {
+            "create": True,
+            "classes": [
+                {"name": "satk8s-shared", "value": 10000, "roles": ["generate", "judge", "cpu"]},
+                {"name": "satk8s-cells", "value": 1000, "roles": ["train", "evaluate"]},
+            ],
+        },
+    },
     "tests": {"image": f"registry.example.com/acme/satk8s-cpu@{DIGEST}"},
 }
 
@@ -192,7 +211,7 @@ def test_full_values_make_every_optional_object(full):
         "ResourceFlavor",
         "ClusterQueue",
         "LocalQueue",
-        "PriorityClass",
+        "WorkloadPriorityClass",
         "Pod",
     }
     assert all(o["metadata"]["labels"]["app.kubernetes.io/version"] for o in objects)
@@ -459,10 +478,23 @@ def test_settings_configmap_names_every_secret_the_doctor_checks(full):
     assert settings["hubTokenSecret"] == "satk8s-hub-token"
     assert settings["judgeApiKeySecret"] == "judge-key"
     pools = json.loads(settings["gpuPools"])
-    assert [(p["name"], p["localQueue"]) for p in pools] == [
-        ("h100", "satk8s-h100"),
-        ("l4", "satk8s-l4"),
+    assert [(p["name"], p["gpu"], p["localQueue"]) for p in pools] == [
+        ("h100", "h100-80gb", "satk8s-h100"),
+        ("l4", "l4", "satk8s-l4"),
     ]
+    # The L4 pool's labels come from the GPU catalogue, as the compiler's gke preset has them.
+    from satk8s.cluster.gpus import catalogue
+
+    assert pools[1]["nodeLabels"] == catalogue().placement("gke", "l4").node_selector
+    assert pools[0]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert settings["cpuQueue"] == "satk8s-cpu"
+    assert json.loads(settings["kueuePriorityClasses"]) == {
+        "cpu": "satk8s-shared",
+        "evaluate": "satk8s-cells",
+        "generate": "satk8s-shared",
+        "judge": "satk8s-shared",
+        "train": "satk8s-cells",
+    }
 
 
 # -- Kueue and priorities ---------------------------------------------------------------------
@@ -474,8 +506,16 @@ def test_kueue_objects_per_pool_reference_each_other(full):
     queues = {o["metadata"]["name"]: o for o in by_kind(objects, "ClusterQueue")}
     local = {o["metadata"]["name"]: o for o in by_kind(objects, "LocalQueue")}
 
-    assert set(flavors) == set(queues) == {f"{NS}-satk8s-h100", f"{NS}-satk8s-l4"}
-    assert set(local) == {"satk8s-h100", "satk8s-l4"}
+    assert (
+        set(flavors)
+        == set(queues)
+        == {
+            f"{NS}-satk8s-h100",
+            f"{NS}-satk8s-l4",
+            f"{NS}-satk8s-cpu",
+        }
+    )
+    assert set(local) == {"satk8s-h100", "satk8s-l4", "satk8s-cpu"}
     for lq in local.values():
         assert lq["metadata"]["namespace"] == NS
         assert lq["spec"]["clusterQueue"] in queues
@@ -486,7 +526,8 @@ def test_kueue_objects_per_pool_reference_each_other(full):
         assert cq["apiVersion"] == "kueue.x-k8s.io/v1beta2"
         assert cq["spec"]["cohortName"] == "ml"
         (group,) = cq["spec"]["resourceGroups"]
-        assert group["coveredResources"] == ["cpu", "memory", "nvidia.com/gpu"]
+        gpu = [] if cq["metadata"]["name"].endswith("-cpu") else ["nvidia.com/gpu"]
+        assert group["coveredResources"] == ["cpu", "memory", *gpu]
         assert {f["name"] for f in group["flavors"]} <= set(flavors)
     h100 = queues[f"{NS}-satk8s-h100"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
     assert {r["name"]: r["nominalQuota"] for r in h100} == {
@@ -498,6 +539,10 @@ def test_kueue_objects_per_pool_reference_each_other(full):
         "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"
     }
     assert flavors[f"{NS}-satk8s-h100"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert flavors[f"{NS}-satk8s-l4"]["spec"]["nodeLabels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4"
+    }
+    assert "spec" not in flavors[f"{NS}-satk8s-cpu"]  # CPU steps: any node
 
 
 def test_kueue_v1beta1_names_the_cohort_the_old_way():
@@ -510,14 +555,37 @@ def test_kueue_v1beta1_names_the_cohort_the_old_way():
         assert cq["spec"]["cohort"] == "ml" and "cohortName" not in cq["spec"]
 
 
-def test_priority_classes_only_when_created(full, default):
+def test_kueue_priority_classes_only_when_created_and_no_pod_priority_classes(full, default):
     objects, _ = full
 
-    classes = {o["metadata"]["name"]: o for o in by_kind(objects, "PriorityClass")}
-    assert classes["satk8s-high"]["value"] > classes["satk8s-low"]["value"]
-    assert classes["satk8s-low"]["preemptionPolicy"] == "Never"
-    assert all(c["globalDefault"] is False for c in classes.values())
-    assert by_kind(default[0], "PriorityClass") == []
+    classes = {o["metadata"]["name"]: o for o in by_kind(objects, "WorkloadPriorityClass")}
+    assert classes["satk8s-shared"]["value"] > classes["satk8s-cells"]["value"]
+    assert all(c["apiVersion"] == "kueue.x-k8s.io/v1beta2" for c in classes.values())
+    # KFP 2.17 sets no priorityClassName on a step pod (kfp-kubernetes has no setter): a
+    # Kubernetes PriorityClass would be inert, so the chart makes none.
+    assert by_kind(objects, "PriorityClass") == [] == by_kind(default[0], "PriorityClass")
+    assert by_kind(default[0], "WorkloadPriorityClass") == []
+
+
+def test_a_pool_without_labels_on_a_cloud_with_several_node_types_is_refused():
+    values = copy.deepcopy(FULL_VALUES)
+    values["gpuPools"][1] = {"name": "a10g", "gpu": "a10g", "cloud": "eks", "quota": {"gpus": 1, "cpu": 8, "memory": "32Gi"}}  # fmt: skip
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as err:
+        chart.render(values, name="satk8s", namespace=NS)
+    assert "gpuPools a10g: set nodeLabels; gpus.yaml names 8 node types for a10g on eks" in str(
+        err.value
+    )
+    values["gpuPools"][1]["gpu"] = "b100"
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as err:
+        chart.render(values, name="satk8s", namespace=NS)
+    assert 'gpuPools a10g: unknown gpu "b100"' in str(err.value)
+
+
+def test_the_charts_gpu_catalogue_is_the_packages():
+    # One definition: the chart reads the file the compiler reads, through a link.
+    link = CHART / "gpus.yaml"
+    assert link.is_symlink()
+    assert link.resolve() == (REPO / "satk8s" / "cluster" / "gpus.yaml").resolve()
 
 
 # -- NOTES --------------------------------------------------------------------------------------
@@ -595,12 +663,29 @@ def _with(path: str, value) -> dict:
             ),
             "at '/gpuPools/0/name'",
         ),
-        (_with("gpuPools", [{"name": "h100", "nodeLabels": {"a": "b"}}]), "quota"),
+        (
+            _with("gpuPools", [{"name": "h100", "gpu": "h100-80gb", "nodeLabels": {"a": "b"}}]),
+            "quota",
+        ),
+        (
+            _with(
+                "gpuPools",
+                [
+                    {
+                        "name": "h100",
+                        "nodeLabels": {"a": "b"},
+                        "quota": {"gpus": 1, "cpu": 1, "memory": "1Gi"},
+                    }
+                ],
+            ),
+            "missing property 'gpu'",
+        ),
         (_with("tests.image", "registry.example.com/satk8s-cpu:latest"), "at '/tests/image'"),
         (_with("serviceAccount.awsRoleArn", "satk8s-role"), "at '/serviceAccount/awsRoleArn'"),
+        ({"priorityClasses": {"create": True}}, "additional properties 'priorityClasses'"),
         (
-            _with("priorityClasses.classes", [{"name": "x", "value": 2000000000}]),
-            "at '/priorityClasses/classes/0/value'",
+            _with("kueue.priorityClasses.classes", [{"name": "x", "value": 1, "roles": ["gpu"]}]),
+            "at '/kueue/priorityClasses/classes/0/roles/0'",
         ),
     ],
     ids=[
@@ -617,9 +702,11 @@ def _with(path: str, value) -> dict:
         "kueue-without-pools",
         "bad-pool-name",
         "kueue-pool-without-quota",
+        "pool-without-gpu-type",
         "image-by-tag",
         "bad-role-arn",
-        "priority-too-high",
+        "pod-priority-classes-are-gone",
+        "unknown-role",
     ],
 )
 def test_schema_rejects_bad_values_with_a_clear_message(values, message):

@@ -627,21 +627,30 @@ def test_arith_grid_profiles_on_the_right_tasks(arith: dict[str, Any]) -> None:
             "SATK8S_S3_ADDRESSING_STYLE": "path",
             "SATK8S_S3_ENDPOINT_URL": "http://minio.storage:9000",
             "SATK8S_S3_REGION": "eu-central-1",
+            # every task stages, fetches and caches on its scratch volume
+            "SATK8S_CACHE": "/scratch/satk8s",
+            "HF_HOME": "/scratch/huggingface",
+            "XDG_CACHE_HOME": "/scratch/cache",
+            "TMPDIR": "/scratch",
         }
+        mounts = {m["mountPath"]: m for m in spec["emptyDirMounts"]}
+        assert mounts["/scratch"]["sizeLimit"] == plan.profiles[node.role]["scratch_size"]
         if node.role in gpu_roles:
             profile = plan.profiles[node.role]
             assert container(arith, node.id)["image"] == IMAGES["gpu"]
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
             assert resources["accelerator"]["resourceCount"] == str(profile["accelerator_count"])
-            assert spec["nodeSelector"]["labels"] == {"satk8s.io/pool": "gpu"}
+            # the generic preset: GPU feature discovery's product label, no label of our own
+            assert "nodeSelector" not in spec
+            (term,) = spec["nodeAffinity"]
+            assert term["matchExpressions"][0]["key"] == "nvidia.com/gpu.product"
             assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
-            assert spec["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
-            assert spec["emptyDirMounts"][0]["sizeLimit"] == profile["shm_size"]
+            assert mounts["/dev/shm"]["sizeLimit"] == profile["shm_size"]
         else:
             assert container(arith, node.id)["image"] == IMAGES["cpu"]
             assert "accelerator" not in resources
             assert "nodeSelector" not in spec and "tolerations" not in spec
-            assert "emptyDirMounts" not in spec
+            assert "/dev/shm" not in mounts
     assert {"generate", "judge", "train", "evaluate", "cpu"} <= seen_roles
     train = next(n for n in plan.nodes if n.step == "train")
     assert arith["tasks"][train.id][1]["retryPolicy"]["maxRetryCount"] == 3

@@ -17,6 +17,13 @@ from satk8s.steps import STEPS
 # few they do not).
 SUMMARIES = {
     "tiny": {"parameters_built_from": "/work/cache/tiny/7aabe39cc6919e88"},
+    "stage_model": {
+        "model": "Qwen/Qwen3-1.7B-Base",
+        "revision": "main",
+        "commit": "ea980cb0a6c2b3b8b1a6f2d5e4c3b2a1f0e9d8c7",
+        "files": 9,
+        "bytes": 4_061_254_317,
+    },
     "prepare": {"fewshot": 0, "questions": {"train": 72, "eval_id": 60, "eval_hard": 60}},
     "generate": {"questions": 72, "samples": 576, "tokens": 10822, "shards_written": 2},
     "saturate": {"questions": 72, "saturated_questions": 43, "kept_solutions": 344},
@@ -44,6 +51,7 @@ def test_every_step_has_a_result_line() -> None:
     assert set(RESULTS) == set(STEPS)
     assert {step: result_line(step, SUMMARIES[step]) for step in STEPS} == {
         "tiny": "model 7aabe39cc6919e88",
+        "stage_model": "Qwen/Qwen3-1.7B-Base at ea980cb0a6c2, 9 files, 4.1 GB",
         "prepare": "60 eval_hard, 60 eval_id, 72 train questions",
         "generate": "72 q × 8 samples, 10,822 tokens",
         "saturate": "43/72 saturated, 344 solutions kept",

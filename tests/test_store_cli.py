@@ -300,6 +300,10 @@ def test_stage_model_mirrors_a_hub_model_once(
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
     assert summary["files"] == 3 and summary["commit"] == COMMIT
+    # The revision was resolved to a commit, downloaded at that commit and recorded.
+    from satk8s.store.fetch import finished_manifest
+
+    assert finished_manifest(out)["summary"]["commit"] == COMMIT
     again = stage_model(out, StageModelConfig(model="Org/Tiny-Model"))
     assert again["cached"] is True and downloads == [("Org/Tiny-Model", COMMIT)]  # pinned
     # A pod that names the hub id loads the mirror, never the hub.
@@ -348,3 +352,43 @@ def test_model_references_resolve_to_local_directories(s3_bucket: str, tmp_path:
     # a plain prefix someone uploaded (no manifest) works too
     get_store(uri).put_files([(ckpt / "config.json", f"s3://{s3_bucket}/raw/config.json", None)])
     assert (Path(resolve_model(f"s3://{s3_bucket}/raw")) / "config.json").exists()
+
+
+def test_the_pipelines_stage_task_stages_at_its_address_and_steps_load_that_copy(
+    store_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `stage-model` node of a compiled grid: one task mirrors the hub model at its
+    content address; a model-taking task gets that location as its model and loads the copy."""
+    import huggingface_hub
+
+    from satk8s.cluster.settings import ClusterSettings
+    from satk8s.grid.cluster import load_cluster_plan
+    from satk8s.orchestration.addressed import run_addressed
+
+    sha = "9a" * 20
+    monkeypatch.setattr(
+        huggingface_hub,
+        "HfApi",
+        lambda: type(
+            "Hub", (), {"model_info": lambda self, m, revision: type("I", (), {"sha": sha})()}
+        )(),
+    )
+
+    def fake_download(repo_id: str, revision: str, local_dir: Path, **_: object) -> str:
+        assert revision == sha
+        _checkpoint(Path(local_dir) / "weights")
+        (Path(local_dir) / "config.json").write_text('{"model_type": "qwen3"}')
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    settings = ClusterSettings(store_root="s3://acme-x/s", source="t")
+    plan = load_cluster_plan("arith", ["seeds=[0]", "signals=[entropy]"], settings)
+    stage = plan.node("stage-model")
+
+    staged = run_addressed("stage_model", store_root, stage.config, {})
+
+    assert staged["commit"] == sha and staged["model"] == "Qwen/Qwen3-1.7B-Base"
+    local = Path(resolve_model(staged["out"]))  # what generate, train, ... load
+    assert (local / "weights" / "config.json").read_text() == '{"model_type": "qwen3"}'
+    again = run_addressed("stage_model", store_root, stage.config, {})
+    assert again["cached"] is True and again["out"] == staged["out"]

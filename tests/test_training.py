@@ -175,7 +175,8 @@ def test_a_lora_run_saves_a_plain_merged_checkpoint(model_dir, tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir, tmp_path):
     out = tmp_path / "run"
-    first = train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
+    keep_two = {"save_steps": 2, "save_total_limit": 2}
+    first = train(sft_table(), model_dir, out, config(max_steps=4, **keep_two))
     assert first["resumed_from"] is None and first["steps"] == 4
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == [
         "checkpoint-2",
@@ -183,7 +184,7 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir,
     ]
     # A preemption during step 3 or 4: checkpoint-4 never finished writing.
     (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
-    resumed = train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
+    resumed = train(sft_table(), model_dir, out, config(max_steps=4, **keep_two))
     assert resumed["resumed_from"] == "checkpoint-2"
     assert resumed["steps"] == 4
     assert len(resumed["losses"]) == 4  # steps 1-2 from the checkpoint's log, 3-4 from this run
@@ -195,10 +196,11 @@ def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(model_dir,
 @pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_never_resumed_from(model_dir, tmp_path):
     out = tmp_path / "run"
-    train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2))
+    keep_two = {"save_steps": 2, "save_total_limit": 2}
+    train(sft_table(), model_dir, out, config(max_steps=4, **keep_two))
     (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
     with pytest.raises(ConfigError, match="learning_rate: 0.001 -> 0.002") as err:
-        train(sft_table(), model_dir, out, config(max_steps=4, save_steps=2, learning_rate=2e-3))
+        train(sft_table(), model_dir, out, config(max_steps=4, learning_rate=2e-3, **keep_two))
     assert "checkpoint-2" in str(err.value)
 
 

@@ -46,7 +46,15 @@ def doctor(
         None,
         "--only",
         help="Comma-separated checks to run: api, gpu-nodes, kfp-api, secrets, runner, store, "
-        "kfp-launcher, bucket, ui-reports. Default: all.",
+        "kfp-launcher, bucket, ui-reports, pipeline. Default: all.",
+    ),
+    pipeline: Path | None = typer.Option(
+        None,
+        "--pipeline",
+        help="A compiled pipeline (`satk8s grid compile -o FILE`; a split grid's parts list "
+        "too): check that each of its tasks fits some node (selector, affinity, tolerations, "
+        "allocatable CPU, memory, GPUs, ephemeral storage) and that GPU nodes run a driver "
+        "the GPU image runs on.",
     ),
 ) -> None:
     """Check the cluster for runs: GPU nodes, KFP, settings, run account, store; each with its fix.
@@ -56,7 +64,8 @@ def doctor(
     names are there; that the run ServiceAccount exists (its cloud identity, pull secrets); that
     the store bucket takes a write, a read and a delete with the credentials the pods get; that
     kfp-launcher gives the pipeline root the settings name, with credentials, and that bucket
-    takes the same probe; and whether the Kubeflow UI can show the reports."""
+    takes the same probe; and whether the Kubeflow UI can show the reports. With --pipeline, also
+    which tasks of a compiled pipeline would stay Pending on this cluster's nodes."""
     from kubernetes.config import ConfigException
 
     from satk8s.cluster.kube import connect
@@ -64,7 +73,7 @@ def doctor(
     from satk8s.doctor.runner import select_checks
 
     try:
-        selected = select_checks(only.split(",") if only else None)
+        selected = select_checks(only.split(",") if only else None, pipeline=pipeline is not None)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--only") from err
     try:
@@ -82,6 +91,7 @@ def doctor(
         kfp_token=kfp_token,
         kfp_namespace=kfp_namespace,
         bucket=bucket,
+        pipeline=str(pipeline) if pipeline else None,
     )
     typer.echo(f"satk8s doctor: namespace {options.namespace} at {api.configuration.host}")
     results = run_doctor(DoctorContext(api=api, options=options), [c.name for c in selected])

@@ -161,7 +161,9 @@ def show(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     gpu: str = typer.Option(
-        "h100", help="GPU type for the GPU-hour estimate: a100-80gb, h100, h200, l4, l40s, b200."
+        "h100-80gb",
+        help="GPU type for the GPU-hour estimate (one with NVIDIA datasheet figures in "
+        "satk8s/cluster/gpus.yaml): h100-80gb, h200-141gb, a100-80gb, a100-40gb, l40s, l4, b200.",
     ),
     throughput_file: Path | None = typer.Option(
         None, "--throughput", help="JSON written by benchmarks/gpu.py: measured tokens/s."
@@ -178,6 +180,8 @@ def show(
         throughput = load_throughput(gpu, throughput_file)
     except Satk8sError as err:
         _fail(err)
+    for note in plan.notes:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     counts = step_counts(plan)
     hours = gpu_hours_payload(gpu_hours(plan, throughput), throughput)
     if not as_json:

@@ -54,30 +54,66 @@ def compile_cmd(
         "$KFP_NAMESPACE, else the kubeconfig context's.",
     ),
 ) -> None:
-    """Compile a grid into one Kubeflow pipeline YAML for the cluster (one task per
+    """Compile a grid into a Kubeflow pipeline YAML for the cluster (one task per
     deduplicated step run).
 
-    The store, the Secrets the pods get and the store endpoint come from the cluster settings
-    (the chart's satk8s-settings ConfigMap, or --settings FILE); a store.root=… override wins.
-    Fails before writing anything when there is no store."""
+    The store, the Secrets the pods get, the store endpoint and the GPU pools and Kueue queues
+    come from the cluster settings (the chart's satk8s-settings ConfigMap, or --settings FILE);
+    a store.root=… override wins. Fails before writing anything when there is no store. A grid
+    whose pipeline would exceed the safe size of one run is written as several runs (parts)
+    that share the store, and FILE lists them (`satk8s submit FILE` submits them all)."""
     from satk8s.cluster.settings import load_settings
     from satk8s.errors import Satk8sError
     from satk8s.grid.cluster import load_cluster_plan
-    from satk8s.pipelines.builder import compile_plan, resolve_images
+    from satk8s.pipelines.builder import compile_grid, resolve_images
 
     try:
         refs = resolve_images(images)  # first: a missing digests file fails before expansion
         settings = load_settings(settings_file, namespace)
         plan = load_cluster_plan(grid, overrides or [], settings)
-        path = compile_plan(plan, out, refs)
+        compiled = compile_grid(plan, out, refs)
     except Satk8sError as err:
         _fail(err)
+    for note in plan.notes:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(
         f"compiled grid {plan.grid} for {settings.source}: {len(plan.nodes)} tasks, "
         f"{len(plan.cells)} cells"
     )
     typer.echo(f"store: {plan.store_root}")
-    typer.echo(f"wrote {path}")
+    typer.echo(requests_summary(plan))
+    if plan.gpu_lanes:
+        together = sum(compiled.gpu_lanes)
+        parts = f" in all {len(compiled.parts)} runs together" if len(compiled.parts) > 1 else ""
+        typer.echo(f"GPU tasks: at most {together} at a time{parts} (compute.max_gpu_tasks)")
+    if len(compiled.parts) > 1:
+        typer.echo(
+            f"split into {len(compiled.parts)} runs that share the store (each under the safe "
+            "size of one run; part 1 runs the shared work and the report):"
+        )
+        for file, size, tasks in zip(compiled.parts, compiled.sizes, compiled.tasks, strict=True):
+            typer.echo(f"  {file} ({tasks} tasks, {size / 1024:.0f} KiB)")
+    typer.echo(f"wrote {compiled.path}")
+
+
+def requests_summary(plan: Plan) -> str:
+    """One line per role with tasks: GPUs, CPU, memory (/dev/shm in it), scratch, placement."""
+    lines = ["requests per role:"]
+    for role in dict.fromkeys(n.role for n in plan.nodes):
+        p = plan.profiles[role]
+        gpus = f"{p['accelerator_count']} GPU, " if p.get("accelerator_count") else ""
+        shm = f" (shm {p['shm_size']})" if p.get("shm_size") else ""
+        scratch = f", scratch {p['scratch_size']}" if p.get("scratch_size") else ""
+        where = ", ".join(f"{k}={v}" for k, v in sorted((p.get("node_selector") or {}).items()))
+        for term in p.get("node_affinity") or []:
+            where = ", ".join(filter(None, [where, f"{term['key']} in {'|'.join(term['values'])}"]))
+        queue = (p.get("pod_labels") or {}).get("kueue.x-k8s.io/queue-name")
+        where += f", queue {queue}" if queue else ""
+        lines.append(
+            f"  {role:<15}{gpus}{p['cpu']} CPU, {p['memory']}{shm}{scratch}"
+            + (f"; on {where.lstrip(', ')}" if where else "")
+        )
+    return "\n".join(lines)
 
 
 def run(
@@ -143,9 +179,12 @@ def run_plan_locally(
 
     # The console holds today's stdout: while kfp.local runs, sys.stdout is the task logs.
     console = console or Console(file=sys.stdout, highlight=False, emoji=False)
+    from satk8s.pipelines.builder import require_store
+
     if store_root:
         plan = dataclasses.replace(plan, store_root=store_root)
     try:
+        require_store(plan)  # before the headline, which reads the store
         console.print(headline(plan, force), soft_wrap=True, markup=False)
         with RunView(console, plan.grid, plan.nodes) as view:
             result = run_local(plan, None, workdir, force=force, progress=view)

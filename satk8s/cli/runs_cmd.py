@@ -71,30 +71,49 @@ def submit(
     """Submit a compiled pipeline to the KFP server at $KFP_HOST; print its run id and link.
 
     The run executes as the namespace's run ServiceAccount (satk8s-settings' serviceAccount,
-    or --service-account). A KFP backend older than 2.15 is refused."""
+    or --service-account). A KFP backend older than 2.15 is refused. A split grid's parts list
+    (`satk8s grid compile` of a grid too large for one run) submits every part, part 1 (the
+    shared work and the report) first."""
     import dataclasses
 
+    from satk8s.orchestration.grid_parts import read_parts
     from satk8s.orchestration.kfp_client import KfpSettings, prepare_submit, send
 
     arguments = _parse_args(arg)
     settings = _run(KfpSettings.from_env)
-    # The package, its arguments and the host are checked before the cluster is asked.
-    request = _run(lambda: prepare_submit(package, settings, run_name, arguments, service_account))
-    if not request.service_account:
+    packages = _run(lambda: read_parts(package))
+    count = len(packages)
+    # Every package, its arguments and the host are checked before the cluster is asked.
+    requests = []
+    for index, part in enumerate(packages, start=1):
+        name = f"{run_name} (part {index} of {count})" if run_name and count > 1 else run_name
+        requests.append(
+            _run(lambda p=part, n=name: prepare_submit(p, settings, n, arguments, service_account))
+        )
+    if not service_account:
         account = _run(lambda: _runner_account(settings_file, settings.namespace))
-        request = dataclasses.replace(request, service_account=account)
+        requests = [dataclasses.replace(r, service_account=account) for r in requests]
     if dry_run:
-        typer.echo(f"dry run: nothing sent to {request.host}")
-        typer.echo(request.describe(settings))
+        typer.echo(f"dry run: nothing sent to {requests[0].host}")
+        for index, request in enumerate(requests, start=1):
+            if count > 1:
+                typer.echo(f"part {index} of {count}:")
+            typer.echo(request.describe(settings))
         return
-    run = _run(lambda: send(request, settings))
-    for note in run.notes:
-        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"run id:     {run.run_id}")
-    typer.echo(f"run name:   {run.run_name}")
-    typer.echo(f"experiment: {run.experiment}")
-    typer.echo(f"runs as:    {run.service_account}")
-    typer.echo(f"url:        {run.url}")
+    for index, request in enumerate(requests, start=1):
+        run = _run(lambda r=request: send(r, settings))
+        for note in run.notes:
+            typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+        if index == 1:
+            typer.echo(f"run id:     {run.run_id}")
+            typer.echo(f"run name:   {run.run_name}")
+            typer.echo(f"experiment: {run.experiment}")
+            typer.echo(f"runs as:    {run.service_account}")
+            typer.echo(f"url:        {run.url}")
+            if count > 1:
+                typer.echo(f"part 1 of {count}: the shared work and the report (the run above)")
+        else:
+            typer.echo(f"part {index} of {count}: {run.run_id}  {run.url}")
 
 
 def _runner_account(settings_file: Path | None, namespace: str) -> str:

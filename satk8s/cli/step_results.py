@@ -18,6 +18,11 @@ def _tiny(s: Summary) -> str:
     return f"model {PurePath(s['parameters_built_from']).name}"
 
 
+def _stage_model(s: Summary) -> str:
+    commit = f" at {s['commit'][:12]}" if s.get("commit") else ""
+    return f"{s['model']}{commit}, {s['files']} files, {s['bytes'] / 1e9:.1f} GB"
+
+
 def _prepare(s: Summary) -> str:
     # Sorted: a cache hit's summary comes back from the manifest with its keys sorted.
     counts = ", ".join(f"{n} {split}" for split, n in sorted(s["questions"].items()))
@@ -69,6 +74,7 @@ def _report(s: Summary) -> str:
 
 RESULTS: dict[str, Callable[[Summary], str]] = {
     "tiny": _tiny,
+    "stage_model": _stage_model,
     "prepare": _prepare,
     "generate": _generate,
     "saturate": _saturate,

@@ -21,7 +21,10 @@ or a file exported from it (`satk8s settings export`, `--settings FILE`). Nothin
 | hubTokenKey       | hub_token_key        | its key                                                |
 | judgeApiKeySecret | judge_api_key_secret | Secret with the judge endpoint's API key; "" = none    |
 | judgeApiKeyKey    | judge_api_key_key    | its key                                                |
-| gpuPools          | gpu_pools            | JSON list of {name, nodeLabels, localQueue}            |
+| gpuPools          | gpu_pools            | JSON list of {name, gpu, nodeLabels, tolerations,      |
+|                   |                      | localQueue}                                            |
+| cpuQueue          | cpu_queue            | Kueue LocalQueue of the CPU steps; "" = none           |
+| kueuePriorityClasses | priority_classes  | JSON {role: Kueue WorkloadPriorityClass}               |
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class ClusterSettingsError(Satk8sError):
 
 
 def _key(name: str, default: Any) -> Any:
+    if isinstance(default, type(field())):  # a default factory
+        return field(default_factory=default.default_factory, metadata={"key": name})
     return field(default=default, metadata={"key": name})
 
 
@@ -66,6 +71,11 @@ class GpuPool:
     """Labels that select the pool's nodes."""
     local_queue: str = ""
     """The Kueue LocalQueue of the pool (chart `kueue.enabled`), else empty."""
+    gpu: str = ""
+    """The pool's GPU type (satk8s/cluster/gpus.yaml): GPU roles of a grid with that
+    `compute.gpu` run on this pool."""
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    """Taints of the pool's nodes that its pods tolerate (Kubernetes Toleration objects)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,12 @@ class ClusterSettings:
     judge_api_key_key: str = _key("judgeApiKeyKey", "OPENAI_API_KEY")
     """Key of `judge_api_key_secret`."""
     gpu_pools: tuple[GpuPool, ...] = _key("gpuPools", ())
-    """The chart's GPU node pools (checked by the doctor; not yet applied to compute roles)."""
+    """The chart's GPU node pools: a cluster compile places each GPU role on the pool of the
+    grid's GPU type (its node labels, tolerations and Kueue queue); the doctor checks them."""
+    cpu_queue: str = _key("cpuQueue", "")
+    """The Kueue LocalQueue the CPU steps join (chart `kueue.enabled`); empty: none."""
+    priority_classes: Mapping[str, str] = _key("kueuePriorityClasses", field(default_factory=dict))
+    """Compute role -> the Kueue WorkloadPriorityClass its queued pods carry."""
     source: str = field(default="cluster settings", compare=False)
     """Where these came from, for messages: `satk8s-settings in namespace X` or a file."""
     namespace: str = field(default="", compare=False)
@@ -126,6 +141,8 @@ class ClusterSettings:
                 "s3AddressingStyle",
                 f"'{self.s3_addressing_style}'; use one of {', '.join(ADDRESSING_STYLES)}",
             )
+        if self.cpu_queue and not _DNS_NAME.match(self.cpu_queue):
+            raise bad("cpuQueue", f"'{self.cpu_queue}' is not a LocalQueue name")
         if not _DNS_NAME.match(self.service_account):
             raise bad("serviceAccount", f"'{self.service_account}' is not a ServiceAccount name")
         for name_key, keys in SECRET_KEYS:
@@ -157,6 +174,8 @@ class ClusterSettings:
             raw = data[key]
             if key == "gpuPools":
                 values[name] = _pools(raw, source)
+            elif key == "kueuePriorityClasses":
+                values[name] = _priority_classes(raw, source)
             elif isinstance(raw, str):
                 values[name] = raw.strip()
             else:
@@ -172,6 +191,8 @@ class ClusterSettings:
             value = getattr(self, f.name)
             if f.name == "gpu_pools":
                 value = json.dumps([_pool_dict(p) for p in value], sort_keys=True)
+            elif f.name == "priority_classes":
+                value = json.dumps(dict(value), sort_keys=True)
             data[f.metadata["key"]] = value
         return data
 
@@ -192,6 +213,9 @@ class ClusterSettings:
         return self.namespace or "<namespace>"
 
 
+POOL_KEYS = ("name", "gpu", "nodeLabels", "tolerations", "localQueue")
+"""Keys of one gpuPools entry as the chart writes it."""
+
 SECRET_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("s3Secret", ("s3AccessKeyKey", "s3SecretKeyKey")),
     ("hubTokenSecret", ("hubTokenKey",)),
@@ -206,9 +230,35 @@ def _field(key: str) -> str:
 
 def _pool_dict(pool: GpuPool) -> dict[str, Any]:
     data: dict[str, Any] = {"name": pool.name, "nodeLabels": dict(pool.node_labels)}
+    if pool.gpu:
+        data["gpu"] = pool.gpu
+    if pool.tolerations:
+        data["tolerations"] = [dict(t) for t in pool.tolerations]
     if pool.local_queue:
         data["localQueue"] = pool.local_queue
     return data
+
+
+def _priority_classes(raw: Any, source: str) -> dict[str, str]:
+    """kueuePriorityClasses as the chart writes it (JSON text) or a mapping in a settings file."""
+    from satk8s.grid.plan import ROLES
+
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw or "{}")
+        except ValueError as err:
+            raise ConfigError("kueuePriorityClasses", f"not valid JSON: {err} ({source})") from None
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and _DNS_NAME.match(v) for k, v in raw.items()
+    ):
+        raise ConfigError(
+            "kueuePriorityClasses", f"must map a compute role to a priority class name ({source})"
+        )
+    if unknown := sorted(set(raw) - set(ROLES)):
+        raise ConfigError(
+            "kueuePriorityClasses", f"unknown roles {unknown}; known: {', '.join(ROLES)} ({source})"
+        )
+    return dict(sorted(raw.items()))
 
 
 def _pools(raw: Any, source: str) -> tuple[GpuPool, ...]:
@@ -224,15 +274,39 @@ def _pools(raw: Any, source: str) -> tuple[GpuPool, ...]:
     for i, entry in enumerate(raw):
         where = f"gpuPools[{i}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            raise ConfigError(where, f"must be {{name, nodeLabels, localQueue}} ({source})")
-        if unknown := sorted(set(entry) - {"name", "nodeLabels", "localQueue"}):
+            raise ConfigError(
+                where, f"must be {{name, gpu, nodeLabels, tolerations, localQueue}} ({source})"
+            )
+        if unknown := sorted(set(entry) - set(POOL_KEYS)):
             raise ConfigError(where, f"unknown keys {unknown} ({source})")
         labels = entry.get("nodeLabels") or {}
         if not isinstance(labels, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
             raise ConfigError(f"{where}.nodeLabels", f"must map label to text ({source})")
-        pools.append(GpuPool(entry["name"], dict(labels), str(entry.get("localQueue") or "")))
+        gpu = str(entry.get("gpu") or "")
+        if gpu:
+            from satk8s.cluster.gpus import catalogue
+
+            if gpu not in catalogue().gpus:
+                known = ", ".join(catalogue().gpus)
+                raise ConfigError(
+                    f"{where}.gpu", f"unknown GPU type '{gpu}' ({source}); known: {known}"
+                )
+        tolerations = entry.get("tolerations", [])
+        if not isinstance(tolerations, list) or not all(
+            isinstance(t, Mapping) for t in tolerations
+        ):
+            raise ConfigError(f"{where}.tolerations", f"must be a list of tolerations ({source})")
+        pools.append(
+            GpuPool(
+                entry["name"],
+                dict(labels),
+                str(entry.get("localQueue") or ""),
+                gpu,
+                tuple(dict(t) for t in tolerations),
+            )
+        )
     return tuple(pools)
 
 

@@ -37,6 +37,8 @@ class DoctorOptions:
     """Namespace of KFP's ml-pipeline Service, for the service-proxy route."""
     bucket: str | None = None
     """s3://bucket[/prefix] to probe; None: the namespace's pipeline root."""
+    pipeline: str | None = None
+    """A compiled pipeline (or a split grid's parts list) to hold against the nodes."""
 
 
 @dataclass

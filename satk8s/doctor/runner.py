@@ -11,6 +11,7 @@ from satk8s.doctor.context import DoctorContext
 from satk8s.doctor.gpu_nodes import check_gpu_nodes
 from satk8s.doctor.kfp_api import check_kfp_api
 from satk8s.doctor.launcher import check_launcher
+from satk8s.doctor.pipeline_fit import check_pipeline
 from satk8s.doctor.result import CheckResult, Status
 from satk8s.doctor.run_account import check_run_account
 from satk8s.doctor.secrets import check_secrets
@@ -35,14 +36,16 @@ CHECKS: tuple[Check, ...] = (
     Check("kfp-launcher", check_launcher, "kfp-launcher gives the settings' pipeline root"),
     Check("bucket", check_bucket, "the pipeline root's bucket takes a write, read and delete"),
     Check("ui-reports", check_ui_reports, "the Kubeflow UI can show the reports"),
+    Check("pipeline", check_pipeline, "every task of --pipeline FILE fits a node and its driver"),
 )
 CHECK_NAMES = tuple(c.name for c in CHECKS)
 
 
-def select_checks(only: Iterable[str] | None = None) -> tuple[Check, ...]:
-    """The checks to run, in order. Raises ValueError on an unknown name."""
+def select_checks(only: Iterable[str] | None = None, pipeline: bool = False) -> tuple[Check, ...]:
+    """The checks to run, in order (`pipeline` only with a pipeline to check). Raises ValueError
+    on an unknown name."""
     if not only:
-        return CHECKS
+        return tuple(c for c in CHECKS if c.name != "pipeline" or pipeline)
     wanted = {name.strip() for name in only if name.strip()}
     unknown = sorted(wanted - set(CHECK_NAMES))
     if unknown:
@@ -53,7 +56,7 @@ def select_checks(only: Iterable[str] | None = None) -> tuple[Check, ...]:
 def run_doctor(ctx: DoctorContext, only: Iterable[str] | None = None) -> list[CheckResult]:
     """Every selected check's result. The API check always runs first: when it fails, the
     checks that need the cluster are skipped rather than failing one by one."""
-    checks = select_checks(only)
+    checks = select_checks(only, pipeline=ctx.options.pipeline is not None)
     api = check_api(ctx)
     results = [api] if any(c.name == "api" for c in checks) or api.status is Status.FAIL else []
     for check in checks:

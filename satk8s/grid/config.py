@@ -68,7 +68,10 @@ class ModelConfig:
     tiny: bool = False
     """Built by the `tiny` step (the embedded model); every model-taking step reads its output."""
     path: str = ""
-    """Hub id (`Qwen/Qwen3-1.7B-Base`) or checkpoint directory; empty for the tiny model."""
+    """Hub id (`Qwen/Qwen3-1.7B-Base`), checkpoint directory or `s3://` prefix; empty for the
+    tiny model. A hub id is staged into the store by one task of the pipeline."""
+    revision: str = "main"
+    """Hub branch, tag or commit of a hub model; the staging task resolves it to a commit."""
     build: dict[str, Any] = field(default_factory=dict)
     """TinyBuildConfig settings of the `tiny` step (tiny models only)."""
 
@@ -124,6 +127,16 @@ class Toleration:
 
 
 @dataclass
+class NodeAffinityTerm:
+    """One required node-affinity match expression (Kubernetes NodeSelectorRequirement)."""
+
+    key: str = MISSING
+    operator: str = "In"
+    """`In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt` or `Lt`."""
+    values: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SecretEnv:
     """Keys of one Kubernetes Secret exposed to the step as environment variables. The chart's
     Secrets (S3 keys, hub token, judge API key) are added from the cluster settings when a grid
@@ -156,16 +169,27 @@ class ComputeProfile:
     accelerator_count: int = 0
     """Accelerators per step pod (0: a CPU step)."""
     cpu: str = "1"
-    """CPU request and limit (Kubernetes quantity)."""
+    """CPU request and limit (Kubernetes quantity); "auto" derives it from the GPU type
+    (`satk8s.grid.compute`)."""
     memory: str = "2Gi"
-    """Memory request and limit (Kubernetes quantity)."""
+    """Memory request and limit (Kubernetes quantity), /dev/shm included; "auto" derives it
+    from the model and the role."""
     node_selector: dict[str, str] = field(default_factory=dict)
-    """Node labels the pod must match, e.g. {satk8s.io/pool: gpu} or
-    {cloud.google.com/gke-accelerator: nvidia-h100-80gb}."""
+    """Node labels the pod must match, e.g. {cloud.google.com/gke-accelerator: nvidia-l4}.
+    Empty on a GPU role: the preset's cloud label for `compute.gpu`, or the cluster's pool."""
+    node_affinity: list[NodeAffinityTerm] = field(default_factory=list)
+    """Required node-affinity match expressions (all must hold), e.g. {key:
+    node.kubernetes.io/instance-type, operator: In, values: [g5.2xlarge, g5.12xlarge]}."""
     tolerations: list[Toleration] = field(default_factory=list)
     """Taints the pod tolerates, e.g. nvidia.com/gpu:NoSchedule on GPU pools."""
     shm_size: str = ""
-    """Size of a memory-backed /dev/shm (Kubernetes quantity); empty keeps the runtime's."""
+    """Size of a memory-backed /dev/shm (Kubernetes quantity), counted in `memory`; empty keeps
+    the runtime's; "auto" sizes it by the GPU count."""
+    scratch_size: str = ""
+    """Size of the scratch volume at /scratch (an emptyDir with that size limit, or a generic
+    ephemeral volume with `compute.scratch_storage_class`) where the step stages its output,
+    fetches its inputs and keeps checkpoints; empty: none (the container's own disk); "auto":
+    from the model and the role."""
     secrets: list[SecretEnv] = field(default_factory=list)
     """Secrets for this role only (added to the compute config's `shared_secrets`)."""
     pod_labels: dict[str, str] = field(default_factory=dict)
@@ -185,6 +209,21 @@ class ComputeConfig:
     """One compute profile per step role (`satk8s.grid.plan.ROLES`)."""
 
     name: str = "local_cpu"
+    cloud: str = ""
+    """gke, eks, aks or generic: whose node label places the GPU roles on `gpu` nodes
+    (satk8s/cluster/gpus.yaml); empty: no placement of the preset's own."""
+    gpu: str = ""
+    """The GPU type by name (satk8s/cluster/gpus.yaml), e.g. h100-80gb, a100-40gb, l4, a10g:
+    places and sizes the GPU roles."""
+    shape: str = ""
+    """A node shape (satk8s/cluster/gpus.yaml `shapes`, e.g. g5.2xlarge) every GPU role of the
+    grid must fit; a role that does not fails the compile, naming it. Empty: not checked."""
+    max_gpu_tasks: int = 0
+    """At most this many GPU tasks of one run at a time (its GPU tasks run in this many chains);
+    0: no cap. Not applied where the cluster's Kueue queues admit the GPU pods."""
+    scratch_storage_class: str = ""
+    """Empty: /scratch is an emptyDir on the node's disk. A StorageClass name: a generic
+    ephemeral volume of that class, provisioned per pod."""
     shared_secrets: list[SecretEnv] = field(default_factory=list)
     """Secrets every role gets, besides the chart's (added from the cluster settings)."""
     config_maps: list[ConfigMapEnv] = field(default_factory=list)
@@ -386,7 +425,23 @@ def _no_repeats(field_name: str, values: Sequence[Any]) -> None:
         raise ConfigError(field_name, f"listed more than once: {', '.join(repeated)}")
 
 
+AUTO_FIELDS = ("cpu", "memory", "shm_size", "scratch_size")
+"""Profile fields a preset may leave at "auto" (`satk8s.grid.compute`)."""
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|K|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+
+
 def _check_profile(path: str, profile: ComputeProfile) -> None:
+    for name in AUTO_FIELDS:
+        value = getattr(profile, name)
+        if value and value != "auto" and not _QUANTITY.match(value):
+            raise ConfigError(
+                f"{path}.{name}", f"'{value}' is not a Kubernetes quantity (e.g. 8, 500m, 16Gi)"
+            )
+    for i, term in enumerate(profile.node_affinity):
+        if term.operator not in ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"):
+            raise ConfigError(
+                f"{path}.node_affinity[{i}].operator", f"unknown operator '{term.operator}'"
+            )
     if profile.accelerator_count < 0:
         raise ConfigError(f"{path}.accelerator_count", "must be >= 0")
     if profile.accelerator_count and not profile.accelerator_type:
@@ -409,6 +464,26 @@ def _check_profile(path: str, profile: ComputeProfile) -> None:
                 f"must be NoSchedule, PreferNoSchedule, NoExecute or empty, "
                 f"got '{toleration.effect}'",
             )
+
+
+def _check_compute(compute: ComputeConfig) -> None:
+    from satk8s.cluster.gpus import CLOUDS, catalogue
+
+    if compute.cloud and compute.cloud not in CLOUDS:
+        raise ConfigError(
+            "compute.cloud", f"unknown cloud '{compute.cloud}'; known: {', '.join(CLOUDS)}"
+        )
+    if compute.gpu:
+        catalogue().gpu(compute.gpu)
+    if compute.shape:
+        shape = catalogue().shape(compute.shape)
+        if compute.gpu and shape.gpu != compute.gpu:
+            raise ConfigError(
+                "compute.shape",
+                f"{shape.name} carries {shape.gpu} GPUs, not compute.gpu={compute.gpu}",
+            )
+    if compute.max_gpu_tasks < 0:
+        raise ConfigError("compute.max_gpu_tasks", f"must be >= 0, got {compute.max_gpu_tasks}")
 
 
 def check_grid(grid: GridConfig) -> None:
@@ -462,6 +537,7 @@ def check_grid(grid: GridConfig) -> None:
 
     for role in ROLES:
         _check_profile(f"compute.{role}", getattr(grid.compute, role))
+    _check_compute(grid.compute)
 
     try:
         scheme_of(grid.store.root)

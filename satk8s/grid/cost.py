@@ -7,8 +7,9 @@ Work: token counts from the grid's own limits, as upper bounds. Every sample run
 grids size max_length to hold a few-shot prompt and a solution); every question of the pool
 is taken as saturated; every training example fills `max_length`.
 
-Speed: a roofline per GPU type from NVIDIA's datasheet figures (`GPUS`: dense bf16 Tensor Core
-FLOP/s and HBM bandwidth) and the model's shape (`MODELS`), at stated utilisations:
+Speed: a roofline per GPU type from NVIDIA's datasheet figures (`GPUS`, from the GPU catalogue
+`satk8s/cluster/gpus.yaml`: dense bf16 Tensor Core FLOP/s and HBM bandwidth) and the model's
+shape (`MODELS`), at stated utilisations:
 - training: (6 + 2 with gradient checkpointing) x the matmul parameters per token, at
   `TRAIN_MFU` of peak (DPO adds a 2 x parameters reference forward per token);
 - scoring (entropy, judges; teacher-forced, no sampling): 2 x parameters per token at
@@ -48,18 +49,19 @@ class GPU:
     source: str
 
 
-GPUS: dict[str, GPU] = {
-    g.name: g
-    for g in (
-        GPU("a100-80gb", 312, 2.039, 80, "https://www.nvidia.com/en-us/data-center/a100/ (SXM)"),
-        GPU("h100", 989, 3.35, 80, "https://www.nvidia.com/en-us/data-center/h100/ (SXM)"),
-        GPU("h200", 989, 4.8, 141, "https://www.nvidia.com/en-us/data-center/h200/ (SXM)"),
-        GPU("l4", 121, 0.3, 24, "https://www.nvidia.com/en-us/data-center/l4/"),
-        GPU("l40s", 362, 0.864, 48, "https://www.nvidia.com/en-us/data-center/l40s/"),
-        GPU("b200", 2250, 8.0, 180, "https://www.nvidia.com/en-us/data-center/hgx/ (HGX B200)"),
-    )
-}
-DEFAULT_GPU = "h100"
+def _datasheet_gpus() -> dict[str, GPU]:
+    from satk8s.cluster.gpus import catalogue
+
+    return {
+        g.name: GPU(g.name, g.bf16_tflops, g.hbm_tb_s, g.memory_gb, g.datasheet)
+        for g in catalogue().gpus.values()
+        if g.bf16_tflops and g.hbm_tb_s
+    }
+
+
+GPUS: dict[str, GPU] = _datasheet_gpus()
+"""The catalogue's GPU types with datasheet figures (a10g has none: NVIDIA publishes none)."""
+DEFAULT_GPU = "h100-80gb"
 
 # Stated assumptions, not measurements (see the module docstring).
 TRAIN_MFU = 0.35
@@ -334,8 +336,13 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
     """Estimated GPU-hours per GPU role: this plan (deduplicated) and one pipeline per cell
     (naive: each step's naive run count times the mean of its runs here)."""
     budget = _budget(plan)
-    # Steps on a trained checkpoint (evaluate) name no model: it has the policy's shape.
+    # Steps on a trained checkpoint (evaluate) name no model: it has the policy's shape. A hub
+    # model reaches its steps through the stage-model task, whose config names it.
+    staged = {n.id: n.config["model"] for n in plan.nodes if n.step == "stage_model"}
     policy = next((n.config.get("model", "") for n in plan.nodes if n.step == "generate"), "")
+    policy = staged.get(
+        next((n.model_from for n in plan.nodes if n.step == "generate"), ""), policy
+    )
     per_node: dict[str, tuple[Node, float, float]] = {}  # id -> (node, tokens, GPU-hours)
     unknown: dict[str, set[str]] = {}
     too_big: dict[str, set[str]] = {}
@@ -348,8 +355,12 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
         tokens = 0.0
         if work is not None:
             # A model made by an upstream step (the tiny model) has no size before it exists.
-            model = f"(output of {node.model_from})" if node.model_from else work.model or policy
-            shape = model_shape(model) if not node.model_from else None
+            upstream = staged.get(node.model_from or "", "")
+            if node.model_from and not upstream:
+                model = f"(output of {node.model_from})"  # built by the run: no size yet
+            else:
+                model = upstream or work.model or policy
+            shape = model_shape(model) if not node.model_from or upstream else None
             if shape is None:
                 unknown.setdefault(node.role, set()).add(model)
             else:

@@ -2,7 +2,7 @@
 
 Nodes, in topological order:
 
-    tiny (tiny model only) -> prepare -> generate -> saturate
+    tiny (tiny model) or stage-model (a hub model) -> prepare -> generate -> saturate
     -> signal-<s> for every cell signal, the controls signal-random, signal-length and
        signal-logprob, signal-external_judge
     -> calibrate -> evaluate-base
@@ -45,8 +45,12 @@ from satk8s.store.uri import absolute_uri
 UPSTREAM_MODEL = "<tiny>"
 """`model` of a node whose model comes from the `tiny` node (`Node.model_from`): replaced by
 that node's output location at run time, before the node's address is computed."""
+STAGED_MODEL = "<staged>"
+"""`model` of a node whose model comes from the `stage-model` node, replaced the same way."""
 
 TINY = "tiny"
+STAGE = "stage-model"
+"""The node that mirrors a hub model into the store: the only task that names the hub id."""
 
 
 def profile_dict(grid: GridConfig, role: str) -> dict[str, Any]:
@@ -56,16 +60,20 @@ def profile_dict(grid: GridConfig, role: str) -> dict[str, Any]:
       "accelerator_type": "nvidia.com/gpu",   # "" when accelerator_count is 0
       "accelerator_count": 1,                 # per pod; 0 = CPU step
       "cpu": "8", "memory": "64Gi",           # request and limit, Kubernetes quantities
-      "node_selector": {"satk8s.io/pool": "gpu"},
+      "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+      "node_affinity": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                         "values": ["g5.2xlarge", "g5.12xlarge"]}],   # all must hold
       "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": "",
                        "effect": "NoSchedule"}],
-      "shm_size": "16Gi",                     # memory-backed /dev/shm; "" = none
+      "shm_size": "2Gi",                      # memory-backed /dev/shm; "" = none
+      "scratch_size": "49Gi",                 # /scratch; "" = none
+      "scratch_storage_class": "",            # "": an emptyDir; else a generic ephemeral volume
       "secrets": [{"secret": "team-a-s3", "optional": true,   # the settings' s3Secret
                    "env": {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", ...}}],
       "config_maps": [{"config_map": "my-settings", "optional": true,
                        "env": {"someKey": "SOME_ENV_VAR"}}],
       "env": {"SATK8S_S3_REGION": "eu-west-1"},  # plain environment variables
-      "pod_labels": {},                       # e.g. Kueue's queue-name label
+      "pod_labels": {"kueue.x-k8s.io/queue-name": "satk8s-h100"},  # Kueue's labels
       "retries": 2, "backoff_duration": "60s", "backoff_factor": 2.0,
       "backoff_max_duration": "3600s",
     }
@@ -77,6 +85,7 @@ def profile_dict(grid: GridConfig, role: str) -> dict[str, Any]:
     data["secrets"] = [dataclasses.asdict(s) for s in grid.compute.shared_secrets] + data["secrets"]
     data["config_maps"] = [dataclasses.asdict(c) for c in grid.compute.config_maps]
     data["env"] = dict(sorted(grid.compute.env.items()))
+    data["scratch_storage_class"] = grid.compute.scratch_storage_class
     return json.loads(json.dumps(data))
 
 
@@ -265,6 +274,8 @@ def _build(
 ) -> tuple[_Dag, list[Cell]]:
     """The DAG scoring `signals` (plus the random control and the external judge) and running
     `cells`."""
+    from satk8s.store.stage_model import is_hub_id
+
     dag = _Dag()
     model_from = None
     model = grid.model.path
@@ -272,6 +283,15 @@ def _build(
         config = resolve_node_config(TINY, TINY, [("", "model.build", grid.model.build)])
         model_from = dag.add(TINY, TINY, "cpu", config)
         model = UPSTREAM_MODEL
+    elif is_hub_id(grid.model.path):
+        # One CPU task stages the hub model; every step that loads it reads the store's copy.
+        parts: list[Part] = [
+            ("model", "model.path", grid.model.path),
+            ("revision", "model.revision", grid.model.revision),
+        ]
+        config = resolve_node_config("stage_model", STAGE, parts)
+        model_from = dag.add(STAGE, "stage_model", "cpu", config)
+        model = STAGED_MODEL
 
     prepare = dag.add(
         "prepare",
@@ -443,15 +463,40 @@ def _counts(nodes: Sequence[Node]) -> dict[str, dict[str, int]]:
 
 
 def expand(grid: GridConfig) -> Plan:
+    """The grid as one static DAG (see `_expand`), its compute profiles resolved
+    (`satk8s.grid.compute`) and checked against the node shapes of its GPU type."""
+    from satk8s.grid.compute import check_fit, resolve_compute
+
+    plan = _expand(grid)
+    roles = [n.role for n in plan.nodes]
+    grid = resolve_compute(grid, roles)
+    plan = dataclasses.replace(plan, profiles={role: profile_dict(grid, role) for role in ROLES})
+    notes = tuple(check_fit(grid, roles))
+    queued = any(
+        QUEUE_LABEL in p.get("pod_labels", {})
+        for p in plan.profiles.values()
+        if p.get("accelerator_count", 0) > 0
+    )
+    lanes = 0 if queued else grid.compute.max_gpu_tasks
+    return dataclasses.replace(plan, notes=notes, gpu_lanes=lanes)
+
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+"""The pod label by which Kueue's pod integration queues a pod
+(kubernetes-sigs/kueue site/content/en/docs/tasks/run/plain_pods.md, "Queue selection")."""
+
+
+def _expand(grid: GridConfig) -> Plan:
     """The grid as one static DAG; every node config resolved and checked.
 
     `Plan.naive_step_count` is what running every cell as its own pipeline would cost: the
     sum over cells of the node count of the single-cell grid (the same grid with
     signals=[cell signal] (none for sft), algorithms=[cell algorithm], seeds=[cell seed]).
-    Each such pipeline has tiny (tiny model only), prepare, generate, saturate, the cell's
-    signal (none for sft), the three controls (random, length, logprob; less the cell's
-    signal when it is one of them), the external judge, calibrate, evaluate-base, dataset, train, evaluate and report. `Plan.naive_counts`
-    splits that sum by step and role."""
+    Each such pipeline has tiny (tiny model) or stage-model (hub model), prepare, generate,
+    saturate, the cell's signal (none for sft), the three controls (random, length, logprob;
+    less the cell's signal when it is one of them), the external judge, calibrate,
+    evaluate-base, dataset, train, evaluate and report. `Plan.naive_counts` splits that sum by
+    step and role."""
     dag, cells = _build(grid, grid.signals, cell_list(grid))
     _check_gpu_backends(grid, dag.nodes)
     naive: dict[str, Counter[str]] = {}

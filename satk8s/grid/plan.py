@@ -61,6 +61,11 @@ class Plan:
     """How many step runs a separate pipeline per cell would need (for `grid show`)."""
     naive_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """`naive_step_count` split by step name and role: step -> role -> step runs."""
+    gpu_lanes: int = 0
+    """When > 0, the GPU tasks run in this many chains (each waits for the one before it in its
+    chain), so at most this many run at once; 0: no cap (`compute.max_gpu_tasks`)."""
+    notes: tuple[str, ...] = ()
+    """What compile and show should say about the plan (roles that fit no node shape)."""
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)

@@ -18,7 +18,9 @@ from satk8s.images import load_image_refs
 from satk8s.store.settings import _ENV as _S3_ENV
 from satk8s.store.uri import scheme_of
 
-CPU_STEPS = frozenset({"tiny", "prepare", "saturate", "calibrate", "build_dataset", "report"})
+CPU_STEPS = frozenset(
+    {"tiny", "stage_model", "prepare", "saturate", "calibrate", "build_dataset", "report"}
+)
 """Steps that run in the CPU image with no GPU (the tiny model is built on CPU by design);
 every other step, and any step added later, runs in the GPU image."""
 
@@ -30,7 +32,10 @@ CONTAINER_CACHE = "/tmp/satk8s-cache"
 CONTAINER_HF_HOME = "/tmp/huggingface"
 """HF_HOME inside the container when the caller has no Hugging Face cache to mount."""
 
-_FIXED_NAMES = ("HF_TOKEN", "OPENAI_API_KEY")
+_FIXED_NAMES = ("AWS_PROFILE", "HF_TOKEN", "OPENAI_API_KEY")
+CONTAINER_AWS_DIR = f"{CONTAINER_HOME}/.aws"
+"""Where the caller's ~/.aws is mounted (read-only): boto3 reads its config and credentials
+files, for AWS_PROFILE among others, from ~/.aws with HOME=/tmp."""
 _NOT_FORWARDED = frozenset(
     {
         "SATK8S_IMAGE",  # set by each image itself (gpu / cpu)
@@ -66,8 +71,8 @@ def default_image(step: str, digests: str | Path | None = None) -> str:
 
 def forwarded_env_names(env: Mapping[str, str] | None = None) -> list[str]:
     """Names of the caller's environment variables the step needs, in a stable order: the S3
-    settings (satk8s.store.settings), HF_TOKEN, OPENAI_API_KEY, then every other SATK8S_*.
-    Only names that are set are returned."""
+    settings (satk8s.store.settings), AWS_PROFILE, HF_TOKEN, OPENAI_API_KEY, then every other
+    SATK8S_*. Only names that are set are returned."""
     env = os.environ if env is None else env
     candidates = [name for names in _S3_ENV.values() for name in names]
     candidates += list(_FIXED_NAMES)
@@ -79,6 +84,13 @@ def forwarded_env_names(env: Mapping[str, str] | None = None) -> list[str]:
             seen.add(name)
             out.append(name)
     return out
+
+
+def _aws_dir(env: Mapping[str, str]) -> Path | None:
+    """The caller's ~/.aws, when it exists (boto3's shared config and credentials files)."""
+    home = env.get("HOME")
+    path = Path(home).expanduser() / ".aws" if home else None
+    return path if path is not None and path.is_dir() else None
 
 
 def _hf_home(env: Mapping[str, str]) -> Path:
@@ -127,7 +139,8 @@ def component_argv(
       never get a GPU.
     - `env_names`: names to forward (default `forwarded_env_names`); only names set in `env`
       are passed, as `-e NAME`, so docker copies the value from its own environment and no
-      credential ever appears in the command line (or in `ps`).
+      credential ever appears in the command line (or in `ps`). The caller's ~/.aws, when there
+      is one, is mounted read-only where HOME puts it in the container (AWS_PROFILE needs it).
     - `mounts`: extra local paths (a model directory) bind-mounted read-only at their path.
     - `network`: `--network` value, e.g. `host` to reach a MinIO/KFP port on 127.0.0.1.
     - `user`: `uid:gid` to run as; default the caller's.
@@ -179,6 +192,9 @@ def component_argv(
         )
     if root is not None:
         argv += ["-v", f"{root}:{root}", "-w", str(cwd)]
+    if (aws := _aws_dir(env)) is not None:
+        # The caller's profiles (AWS_PROFILE, SSO, assume-role) work in the container too.
+        argv += ["-v", f"{aws}:{CONTAINER_AWS_DIR}:ro"]
     for extra in mounts:
         path = _resolve(extra, cwd)
         if not path.exists():

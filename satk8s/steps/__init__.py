@@ -45,6 +45,10 @@ STEPS: dict[str, Step] = {
             "Build (or reuse) the tiny embedded base model and store its checkpoint.", (),
         ),
         Step(
+            "stage_model", "stage_model", "stage_model", "StageModelConfig",
+            "Mirror a hub model into the store at the commit its revision resolves to.", (),
+        ),
+        Step(
             "prepare", "prepare", "prepare", "PrepareConfig",
             "Build a task's question sets, one Parquet per split, with their prompts.", (),
         ),

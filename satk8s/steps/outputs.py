@@ -259,6 +259,20 @@ def commit_partial(root: Path, rel_path: str) -> None:
         store.write_bytes(_partial_uri(out, rel_path), json.dumps(record).encode())
 
 
+def drop_partial(root: Path, rel_path: str) -> None:
+    """Remove a piece `commit_partial` put in the store (an older checkpoint a newer one
+    replaces): its record first, so a half-removed piece is never resumed from."""
+    out = _target(root)
+    store = get_store(out)
+    with _lease(out) as lock:
+        _verify(lock, out)
+        if store.exists(manifest_uri(out)):
+            return
+        store.delete([_partial_uri(out, rel_path)])
+        _verify(lock, out)
+        store.delete_unchanged(store.list(join(out, rel_path)))
+
+
 def split_locations(value: str) -> list[str]:
     """A comma-separated list of locations (the form a pipeline passes a list of outputs in)."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -321,7 +335,6 @@ def commit(
             wanted = {f["path"] for f in files}
             _verify(lock, out)
             fault_point("before-upload")
-            store.delete_unchanged(info for rel, info in remote.items() if rel not in wanted)
             # Hard links where the store is local: the staging dir goes away right after.
             _replace(store, out, root, todo, remote, link=True)
             fault_point("before-manifest")
@@ -333,7 +346,10 @@ def commit(
                     "manifest stands and this writer's was not written. Rerun the step to use "
                     "that result.",
                 )
+            # Committed pieces the output no longer lists (a train step's checkpoints) go only
+            # now: until the manifest exists, a rerun resumes from them.
             store.delete(o.uri for o in store.list(join(out, PARTIALS)))
+            store.delete_unchanged(info for rel, info in remote.items() if rel not in wanted)
     finally:
         if (held := _holder(out)) is not None and not held.by_step:
             _release(out)  # taken by a bare open_output
@@ -507,6 +523,7 @@ __all__ = [
     "StepOutput",
     "commit",
     "commit_partial",
+    "drop_partial",
     "finished_summary",
     "input_path",
     "open_output",

@@ -13,12 +13,18 @@ import pyarrow.parquet as pq
 
 from satk8s.errors import ConfigError
 from satk8s.signals.gate import GATED_FILE
-from satk8s.steps.outputs import commit_partial, finished_summary, input_path, step_output
+from satk8s.steps.outputs import (
+    commit_partial,
+    drop_partial,
+    finished_summary,
+    input_path,
+    step_output,
+)
 from satk8s.store.faults import fault_point
 from satk8s.store.stage_model import resolve_model
 from satk8s.store.uri import join
 from satk8s.training.datasets import validate_training_set
-from satk8s.training.train import MODEL, TrainConfig, is_final_checkpoint, train
+from satk8s.training.train import CHECKPOINTS, MODEL, TrainConfig, is_final_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,10 @@ class TrainStepConfig:
 def train_model(
     dataset: str, out: str, config: TrainStepConfig, force: bool = False
 ) -> dict[str, Any]:
-    """Writes `checkpoints/` (resumable) and `model/` (a plain HF checkpoint directory). A
-    gated training set (its `gated.json`) is passed on: no model is loaded or trained, and the
-    output holds the same `gated.json`."""
+    """Writes `model/` (a plain HF checkpoint directory). While it trains, each checkpoint goes
+    to the store as it is written and replaces the one before (resume needs only the newest);
+    the finished output keeps none. A gated training set (its `gated.json`) is passed on: no
+    model is loaded or trained, and the output holds the same `gated.json`."""
     with step_output(out, "train", config, {"dataset": dataset}, force) as output:
         if output.cached is not None:
             return output.cached
@@ -55,11 +62,17 @@ def train_model(
         # Bad rows fail here, before a model is loaded or a GPU is touched.
         validate_training_set(table, config.train.algorithm, source=f"{dataset}/train.parquet")
         root = output.open()  # checkpoints already there are resumed from
+        committed = sorted(p.relative_to(root).as_posix() for p in (root / CHECKPOINTS).glob("*"))
 
         def checkpoint_done(checkpoint: Path) -> None:
-            # Each checkpoint goes to the store as it is written: a restart resumes from it.
-            commit_partial(root, checkpoint.relative_to(root).as_posix())
+            # In the store as soon as it is written: a restart resumes from it. The trainer has
+            # already removed the checkpoints its save_total_limit drops; so does the store.
+            committed.append(checkpoint.relative_to(root).as_posix())
+            commit_partial(root, committed[-1])
             fault_point("after-checkpoint")
+            for rel in [c for c in committed if not (root / c).exists()]:
+                drop_partial(root, rel)
+                committed.remove(rel)
             if is_final_checkpoint(checkpoint):
                 fault_point("after-last-checkpoint")
 
@@ -71,6 +84,10 @@ def train_model(
             on_checkpoint=checkpoint_done,
             run_identity=output.identity,
         )
+        # Finished: nothing will resume from the checkpoints (float32 weights and optimizer
+        # state, several times the model); the output is the model. The store drops them once
+        # the manifest exists, so a crash before that still resumes from the final one.
+        shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
         summary.pop("model_dir")  # the staging directory, gone once committed
         summary["model"] = join(out, MODEL)
         # The training set's size and weight spread travel with the model to the report.

@@ -9,9 +9,11 @@ A model reference is one of:
 
 A local reference is checked before any store write: the directory must exist and hold a
 `config.json`. `stage-model` mirrors a hub model into the store once (at
-`<root>/models/<org>/<name>/<revision>`, finished by a manifest like any step output, with the
-resolved commit sha in its summary), so GPU pods load it from the store and never reach for
-the hub.
+`<root>/models/<org>/<name>/<revision>`, finished by a manifest like any step output), so GPU
+pods load it from the store and never reach for the hub. The revision (a branch or tag) is
+resolved to the commit it points at first; the files are downloaded at that commit and the
+commit is recorded in the output's manifest (`summary.commit`). A grid stages its hub model in
+one CPU task, the `stage_model` step (`satk8s.steps.stage_model`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class StageModelConfig:
     model: str = ""
     """A hub id, or a local checkpoint directory (e.g. a model built here) to upload."""
     revision: str = "main"
-    """Hub branch, tag or commit (ignored for a local directory)."""
+    """Hub branch, tag or commit (ignored for a local directory); resolved to a commit sha
+    when the model is staged."""
     ignore_patterns: tuple[str, ...] = ()
     """Hub files not to mirror, glob patterns (e.g. `original/*` for duplicate weights)."""
 
@@ -114,7 +117,7 @@ def resolve_model(model: str) -> str:
 
 
 def hub_commit(model: str, revision: str = "main") -> str:
-    """The commit sha `revision` of hub model `model` points at now."""
+    """The commit sha that `revision` (a branch, tag or sha) of hub model `model` points at."""
     from huggingface_hub import HfApi
 
     try:
@@ -137,7 +140,7 @@ def stage_model(out: str, config: StageModelConfig, force: bool = False) -> dict
     # Checked before anything is written: a bad reference leaves nothing behind.
     source = local_model_dir(config.model) if local else None
     commit_sha = None if local else hub_commit(config.model, config.revision)
-    with step_output(out, "stage-model", config, {}, force) as output:
+    with step_output(out, "stage_model", config, {}, force) as output:
         if output.cached is not None:
             return output.cached
         started = time.time()
@@ -175,3 +178,8 @@ def _download(config: StageModelConfig, commit_sha: str, root: Path) -> None:
             f"downloading {config.model} at {commit_sha[:12]} from the hub failed: "
             f"{type(err).__name__}: {err}"
         ) from None
+
+
+def is_hub_id(model: str) -> bool:
+    """Whether `model` names a hub repository (`org/name`), not a path or a store location."""
+    return bool(model) and "://" not in model and not is_local_reference(model)

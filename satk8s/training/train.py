@@ -10,8 +10,9 @@
 checkpoints every `save_steps` (and at the last step) to `out_dir/checkpoints/checkpoint-N`,
 resumes from the last complete checkpoint when one exists (a preempted pod picks up where it
 stopped), and saves the final model and tokenizer to `out_dir/model` as a plain Hugging Face
-checkpoint. A LoRA run merges its adapter into the base weights first, so evaluation never
-needs peft.
+checkpoint in the training dtype (bf16 safetensors when training in bf16), without optimizer
+state. A LoRA run merges its adapter into the base weights first, so evaluation never needs
+peft.
 
 Resume is exact in every crash window:
 - each checkpoint carries the identity of the run that wrote it (`satk8s-run.json`: config,
@@ -117,8 +118,9 @@ class TrainConfig:
     """Optimizer steps between logged losses."""
     save_steps: int = 500
     """Optimizer steps between checkpoints (and one at the end)."""
-    save_total_limit: int | None = 2
-    """Checkpoints kept on disk (oldest removed first); None keeps every one."""
+    save_total_limit: int | None = 1
+    """Checkpoints kept on disk (oldest removed first); None keeps every one. Resume needs only
+    the newest complete one: the trainer writes the next checkpoint before it removes the last."""
     device: str = AUTO
     """"auto" (CUDA when available, else CPU), "cpu" or "cuda"."""
     bf16: bool | str = AUTO
@@ -330,7 +332,7 @@ def train(
         history, steps = trainer.state.log_history, trainer.state.global_step
         tokens = int(trainer.state.num_input_tokens_seen)
         train_seconds = output.metrics["train_runtime"]  # the training loop of this call
-    _save_final(final, tokenizer, out_dir / MODEL)
+    _save_final(final, tokenizer, out_dir / MODEL, torch.bfloat16 if settings.bf16 else None)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {
@@ -495,10 +497,19 @@ def _lora_config(config: TrainConfig) -> Any:
     )
 
 
-def _save_final(model: Any, tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
-    """Save a plain checkpoint (LoRA merged in), written aside and renamed so it is never half there."""
+def _save_final(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: Path,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Save a plain checkpoint (LoRA merged in, weights only, in `dtype` when given: the
+    training dtype of a bf16 run rather than its float32 master weights), written aside and
+    renamed so it is never half there."""
     if hasattr(model, "merge_and_unload"):  # a peft model
         model = model.merge_and_unload()
+    if dtype is not None:
+        model = model.to(dtype)
     staging = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)

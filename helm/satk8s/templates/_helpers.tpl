@@ -58,3 +58,26 @@ which the kubelet resolves, so the run ServiceAccount needs no API access to the
 {{- printf "%s://%s" (ternary "http" "https" .Values.store.disableSSL) .Values.store.endpoint -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The node labels of one GPU pool (dict "root" $ "pool" $pool), as JSON: its own nodeLabels, else
+the label the GPU catalogue (gpus.yaml, a link to satk8s/cluster/gpus.yaml: the one definition
+the compiler's presets read too) gives its cloud for its GPU type, when that names one node type.
+*/}}
+{{- define "satk8s.poolLabels" -}}
+{{- $pool := .pool -}}
+{{- $catalogue := .root.Files.Get "gpus.yaml" | fromYaml -}}
+{{- $gpu := index $catalogue.gpus $pool.gpu -}}
+{{- if not $gpu -}}
+{{- fail (printf "gpuPools %s: unknown gpu %q; known: %s" $pool.name $pool.gpu (keys $catalogue.gpus | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if $pool.nodeLabels -}}
+{{- $pool.nodeLabels | toJson -}}
+{{- else -}}
+{{- $values := index ($gpu.nodes | default dict) $pool.cloud -}}
+{{- if ne (len ($values | default list)) 1 -}}
+{{- fail (printf "gpuPools %s: set nodeLabels; gpus.yaml names %d node types for %s on %s (%s)" $pool.name (len ($values | default list)) $pool.gpu $pool.cloud (join ", " ($values | default list))) -}}
+{{- end -}}
+{{- dict (index $catalogue.clouds $pool.cloud).label (first $values) | toJson -}}
+{{- end -}}
+{{- end -}}
