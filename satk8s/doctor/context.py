@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,8 @@ from kubernetes.client.exceptions import ApiException
 from satk8s.cluster.kube import TIMEOUT_S
 from satk8s.cluster.launcher import LAUNCHER_CONFIGMAP
 from satk8s.cluster.settings import SETTINGS_CONFIGMAP, ClusterSettings
+from satk8s.doctor.result import CheckResult
+from satk8s.errors import ConfigError
 
 __all__ = [
     "LAUNCHER_CONFIGMAP",
@@ -73,6 +76,19 @@ class DoctorContext:
                 self._configmaps[name] = None
         return self._configmaps[name]
 
+    def nodes(self) -> Iterator[client.V1Node]:
+        """Every node of the cluster, following list pagination."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, object] = {"limit": 500, "_request_timeout": TIMEOUT_S}
+            if token:
+                kwargs["_continue"] = token
+            page = self.core.list_node(**kwargs)
+            yield from page.items
+            token = page.metadata._continue if page.metadata else None
+            if not token:
+                return
+
     def settings(self) -> ClusterSettings | None:
         """The namespace's satk8s-settings, or None when the chart is not installed. A bad
         key raises ConfigError; API errors propagate to the check."""
@@ -110,3 +126,21 @@ def api_error_text(err: Exception) -> str:
 
 def forbidden(err: Exception) -> bool:
     return isinstance(err, ApiException) and err.status in (401, 403)
+
+
+def settings_for_check(ctx: DoctorContext, check: str) -> ClusterSettings | CheckResult:
+    """The namespace's settings for a check that needs them, or the result that ends it: a bad
+    key or an unreadable ConfigMap fails it, a namespace without the chart skips it."""
+    try:
+        settings = ctx.settings()
+    except ConfigError as err:
+        return CheckResult.fail(check, str(err), "fix the chart values and helm upgrade")
+    except Exception as err:
+        return CheckResult.fail(
+            check,
+            f"cannot read satk8s-settings: {api_error_text(err)}",
+            f"you need get on configmaps in {ctx.namespace}",
+        )
+    if settings is None:
+        return CheckResult.skip(check, "no satk8s-settings: the chart is not installed here")
+    return settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from satk8s.doctor.context import TIMEOUT_S, DoctorContext, api_error_text, forbidden
+from satk8s.doctor.context import DoctorContext, api_error_text, forbidden
 from satk8s.doctor.result import CheckResult
 
 NAME = "gpu-nodes"
@@ -49,34 +49,26 @@ def _count(quantities: dict[str, str] | None) -> int:
 
 
 def list_gpu_nodes(ctx: DoctorContext) -> list[GpuNode]:
-    """Every node with GPU capacity (allocatable or not), following list pagination."""
+    """Every node with GPU capacity (allocatable or not)."""
     nodes: list[GpuNode] = []
-    token: str | None = None
-    while True:
-        kwargs: dict[str, object] = {"limit": 500, "_request_timeout": TIMEOUT_S}
-        if token:
-            kwargs["_continue"] = token
-        page = ctx.core.list_node(**kwargs)
-        for node in page.items:
-            status = node.status
-            capacity = _count(status.capacity if status else None)
-            allocatable = _count(status.allocatable if status else None)
-            if capacity == 0 and allocatable == 0:
-                continue
-            conditions = (status.conditions if status else None) or []
-            nodes.append(
-                GpuNode(
-                    name=node.metadata.name,
-                    labels=dict(node.metadata.labels or {}),
-                    capacity=capacity,
-                    allocatable=allocatable,
-                    ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
-                    schedulable=not (node.spec and node.spec.unschedulable),
-                )
+    for node in ctx.nodes():
+        status = node.status
+        capacity = _count(status.capacity if status else None)
+        allocatable = _count(status.allocatable if status else None)
+        if capacity == 0 and allocatable == 0:
+            continue
+        conditions = (status.conditions if status else None) or []
+        nodes.append(
+            GpuNode(
+                name=node.metadata.name,
+                labels=dict(node.metadata.labels or {}),
+                capacity=capacity,
+                allocatable=allocatable,
+                ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+                schedulable=not (node.spec and node.spec.unschedulable),
             )
-        token = page.metadata._continue if page.metadata else None
-        if not token:
-            return nodes
+        )
+    return nodes
 
 
 def _configured_pools(ctx: DoctorContext) -> list[dict]:

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from satk8s.cluster.scheduling import NodeInfo, TaskNeeds, misfit, task_needs
-from satk8s.doctor.context import TIMEOUT_S, DoctorContext, api_error_text, forbidden
+from satk8s.doctor.context import DoctorContext, api_error_text, forbidden
 from satk8s.doctor.result import CheckResult
 from satk8s.images import GPU_CUDA, GPU_MIN_DRIVER
 
@@ -32,33 +32,25 @@ SHOWN = 6
 
 
 def list_nodes(ctx: DoctorContext) -> list[NodeInfo]:
-    """Every node, following list pagination."""
+    """Every node, as the scheduling rules read it."""
     nodes: list[NodeInfo] = []
-    token: str | None = None
-    while True:
-        kwargs: dict[str, object] = {"limit": 500, "_request_timeout": TIMEOUT_S}
-        if token:
-            kwargs["_continue"] = token
-        page = ctx.core.list_node(**kwargs)
-        for node in page.items:
-            conditions = (node.status.conditions if node.status else None) or []
-            taints = [
-                {"key": t.key, "value": t.value or "", "effect": t.effect}
-                for t in ((node.spec.taints if node.spec else None) or [])
-            ]
-            nodes.append(
-                NodeInfo(
-                    name=node.metadata.name,
-                    labels=dict(node.metadata.labels or {}),
-                    allocatable=dict((node.status.allocatable if node.status else None) or {}),
-                    taints=tuple(taints),
-                    ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
-                    unschedulable=bool(node.spec and node.spec.unschedulable),
-                )
+    for node in ctx.nodes():
+        conditions = (node.status.conditions if node.status else None) or []
+        taints = [
+            {"key": t.key, "value": t.value or "", "effect": t.effect}
+            for t in ((node.spec.taints if node.spec else None) or [])
+        ]
+        nodes.append(
+            NodeInfo(
+                name=node.metadata.name,
+                labels=dict(node.metadata.labels or {}),
+                allocatable=dict((node.status.allocatable if node.status else None) or {}),
+                taints=tuple(taints),
+                ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+                unschedulable=bool(node.spec and node.spec.unschedulable),
             )
-        token = page.metadata._continue if page.metadata else None
-        if not token:
-            return nodes
+        )
+    return nodes
 
 
 def driver_major(node: NodeInfo) -> int | None:

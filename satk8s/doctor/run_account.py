@@ -8,9 +8,14 @@ multi-user Kubeflow), which has none of what the chart set up."""
 
 from __future__ import annotations
 
-from satk8s.doctor.context import TIMEOUT_S, DoctorContext, api_error_text, forbidden
+from satk8s.doctor.context import (
+    TIMEOUT_S,
+    DoctorContext,
+    api_error_text,
+    forbidden,
+    settings_for_check,
+)
 from satk8s.doctor.result import CheckResult
-from satk8s.errors import ConfigError
 
 NAME = "runner"
 
@@ -24,18 +29,9 @@ IDENTITY_ANNOTATIONS = {
 
 def check_run_account(ctx: DoctorContext) -> CheckResult:
     ns = ctx.namespace
-    try:
-        settings = ctx.settings()
-    except ConfigError as err:
-        return CheckResult.fail(NAME, str(err), "fix the chart values and helm upgrade")
-    except Exception as err:
-        return CheckResult.fail(
-            NAME,
-            f"cannot read satk8s-settings: {api_error_text(err)}",
-            f"you need get on configmaps in {ns}",
-        )
-    if settings is None:
-        return CheckResult.skip(NAME, "no satk8s-settings: the chart is not installed here")
+    settings = settings_for_check(ctx, NAME)
+    if isinstance(settings, CheckResult):
+        return settings
     name = settings.service_account
     try:
         account = ctx.core.read_namespaced_service_account(name, ns, _request_timeout=TIMEOUT_S)

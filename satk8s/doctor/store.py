@@ -5,28 +5,18 @@ endpoint, region and addressing style. This is the bucket every step writes its 
 
 from __future__ import annotations
 
-from satk8s.doctor.context import DoctorContext, api_error_text
+from satk8s.doctor.context import DoctorContext, api_error_text, settings_for_check
 from satk8s.doctor.result import CheckResult
 from satk8s.doctor.s3_probe import ProbeTarget, probe, s3_client
-from satk8s.errors import ConfigError
 
 NAME = "store"
 
 
 def check_store(ctx: DoctorContext) -> CheckResult:
     ns = ctx.namespace
-    try:
-        settings = ctx.settings()
-    except ConfigError as err:
-        return CheckResult.fail(NAME, str(err), "fix the chart values and helm upgrade")
-    except Exception as err:
-        return CheckResult.fail(
-            NAME,
-            f"cannot read satk8s-settings: {api_error_text(err)}",
-            f"you need get on configmaps in {ns}",
-        )
-    if settings is None:
-        return CheckResult.skip(NAME, "no satk8s-settings: the chart is not installed here")
+    settings = settings_for_check(ctx, NAME)
+    if isinstance(settings, CheckResult):
+        return settings
     if not settings.store_root:
         return CheckResult.warn(
             NAME,
