@@ -30,6 +30,8 @@ PROFILE_KEYS = frozenset(
     {
         "accelerator_type",
         "accelerator_count",
+        "nodes",
+        "processes",
         "cpu",
         "memory",
         "node_selector",
@@ -102,6 +104,8 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
     from kfp import dsl
 
     from satk8s.components import image_for_profile, step_component
+    from satk8s.training.trainjob import SPEC_ENV as TRAINJOB_ENV
+    from satk8s.training.trainjob import trainjob_env
 
     check_plan(plan)
     if not plan.store_root:
@@ -117,6 +121,12 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
         tasks: dict[str, Any] = {}
         for node in plan.nodes:
             profile = plan.profiles.get(node.role, {})
+            trainjob = None
+            if node.step == "train" and int(profile.get("nodes") or 1) > 1:
+                # The task submits a TrainJob with the train profile on its nodes and follows
+                # it from a CPU pod (satk8s.training.trainjob).
+                trainjob = trainjob_env(profile, image_for_profile(profile, refs))
+                profile = plan.profiles.get("cpu", {})
             component = step_component(node.step, image_for_profile(profile, refs))
             arguments: dict[str, Any] = {
                 "node": node.id,
@@ -137,6 +147,8 @@ def build_pipeline(plan: Plan, images: Mapping[str, str]) -> Callable[..., Any]:
             # output was deleted, or a `force` run, from its own metadata without running it.
             task.set_caching_options(False)
             apply_profile(task, profile, f"profiles.{node.role}")
+            if trainjob is not None:
+                task.set_env_variable(TRAINJOB_ENV, trainjob)
             tasks[node.id] = task
 
     # KFP reads the parameter types from real annotations; this module's are strings

@@ -155,6 +155,12 @@ class ComputeProfile:
     """Extended resource of the accelerator, e.g. `nvidia.com/gpu`; empty for none."""
     accelerator_count: int = 0
     """Accelerators per step pod (0: a CPU step)."""
+    nodes: int = 1
+    """Pods training one cell together (`train` only). More than one runs the train step as a
+    Kubeflow Trainer TrainJob of this many nodes, each with this profile; the pipeline's own
+    task then only submits and follows it, on the `cpu` role."""
+    processes: int = 0
+    """Training processes per pod (`train` only); 0: one per accelerator, or one on CPU."""
     cpu: str = "1"
     """CPU request and limit (Kubernetes quantity)."""
     memory: str = "2Gi"
@@ -392,6 +398,18 @@ def _check_profile(path: str, profile: ComputeProfile) -> None:
     if profile.accelerator_count and not profile.accelerator_type:
         raise ConfigError(
             f"{path}.accelerator_type", "accelerators need a resource type, e.g. nvidia.com/gpu"
+        )
+    if profile.nodes < 1 or profile.processes < 0:
+        raise ConfigError(f"{path}.nodes", "needs nodes >= 1 and processes >= 0")
+    if (profile.nodes > 1 or profile.processes) and not path.endswith(".train"):
+        raise ConfigError(
+            f"{path}.nodes", "only the train role trains in several pods or processes"
+        )
+    if profile.accelerator_count and profile.processes not in (0, profile.accelerator_count):
+        raise ConfigError(
+            f"{path}.processes",
+            f"one process per accelerator: {profile.accelerator_count} (or 0), got "
+            f"{profile.processes}",
         )
     if profile.retries < 0:
         raise ConfigError(f"{path}.retries", f"must be >= 0, got {profile.retries}")

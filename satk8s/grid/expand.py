@@ -381,6 +381,7 @@ def _build(
                     ("model", "model.path", model),
                     ("train.algorithm", "algorithms", algorithm),
                     ("train.seed", "seeds", seed),
+                    *_distributed_parts(grid.compute.train),
                 ],
             ),
             {"dataset": [dataset]},
@@ -410,6 +411,16 @@ def _build(
         {"evaluations": evaluations, "saturation": [saturate], "calibration": [calibrate]},
     )
     return dag, plan_cells
+
+
+def _distributed_parts(train: ComputeProfile) -> list[Part]:
+    """The train role's processes and nodes, into every train node's config: a cell trained
+    on more processes is another output (the same batch per step, other float rounding)."""
+    processes = train.processes or max(train.accelerator_count, 1)
+    return [
+        ("distributed.processes", "compute.train.processes", processes),
+        ("distributed.nodes", "compute.train.nodes", train.nodes),
+    ]
 
 
 def _check_gpu_backends(grid: GridConfig, nodes: Sequence[Node]) -> None:

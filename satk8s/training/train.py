@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -271,6 +272,7 @@ def train(
     config: TrainConfig,
     on_checkpoint: Callable[[Path], None] | None = None,
     run_identity: dict[str, Any] | None = None,
+    trainer_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the model in `model_dir` on `dataset`; returns a summary of the run.
 
@@ -278,6 +280,10 @@ def train(
     train step commits it to the store there, so a restarted pod resumes from it).
     `run_identity` (the train step's identity: config, dataset and model) is written into
     every checkpoint and checked before resuming from one; by default, the config alone.
+    `trainer_args` override TrainingArguments (`satk8s.training.distributed.trainer_args`:
+    the per-process batch and FSDP under torchrun). Under torchrun only global rank 0 writes:
+    checkpoint records, `on_checkpoint` and the final model (from the final checkpoint, which
+    holds the whole model however it was sharded).
 
     The summary: steps, losses (one per logging step), final_loss, seconds (the whole call),
     train_seconds (the training loop of this call), tokens_seen
@@ -314,23 +320,49 @@ def train(
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
     )
-    trainer = _trainer(model, tokenizer, train_dataset, out_dir / CHECKPOINTS, config, settings)
+    reference = None
+    shared = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if shared and config.algorithm == "dpo" and not config.lora:
+        # TRL caches precomputed reference log-probs in a file that only the main process
+        # writes and every rank reads: not there for the others on their own disk. Several
+        # processes run the (frozen) reference beside the policy instead, with the same values.
+        reference = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+        )
+    trainer = _trainer(
+        model,
+        tokenizer,
+        train_dataset,
+        out_dir / CHECKPOINTS,
+        config,
+        settings,
+        trainer_args,
+        reference if shared else "precompute",
+    )
     trainer.add_callback(_checkpoint_callback(identity, on_checkpoint))
+    writer = trainer.is_world_process_zero()
 
     if resume is not None and is_final_checkpoint(resume):
         # Training ended at this checkpoint: its weights are the final model.
-        final = _final_model(trainer, resume, config, model_dir, settings)
+        final = _final_model(trainer, resume, config, model_dir, settings) if writer else None
         state = json.loads((resume / "trainer_state.json").read_text())
         history, steps = state.get("log_history", []), int(state["global_step"])
         tokens, train_seconds = int(state.get("num_input_tokens_seen") or 0), 0.0
-        _rotate(out_dir / CHECKPOINTS, config.save_total_limit)
+        if writer:
+            _rotate(out_dir / CHECKPOINTS, config.save_total_limit)
     else:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        final = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.args.world_size == 1:
+            final = trainer.accelerator.unwrap_model(trainer.model)
+        elif writer:  # sharded weights: the final checkpoint holds them whole
+            final = _final_model(
+                trainer, last_checkpoint(out_dir / CHECKPOINTS), config, model_dir, settings
+            )
         history, steps = trainer.state.log_history, trainer.state.global_step
         tokens = int(trainer.state.num_input_tokens_seen)
         train_seconds = output.metrics["train_runtime"]  # the training loop of this call
-    _save_final(final, tokenizer, out_dir / MODEL)
+    if writer:
+        _save_final(final, tokenizer, out_dir / MODEL)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {
@@ -349,6 +381,8 @@ def train(
         "bf16": settings.bf16,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "attn_implementation": settings.attn_implementation,
+        "world_size": trainer.args.world_size,
+        "sharding": "fsdp" if trainer.is_fsdp_enabled else "ddp" if shared else "none",
     }
 
 
@@ -380,6 +414,8 @@ def _checkpoint_callback(
     class CheckpointSaved(TrainerCallback):
         # on_save runs after the checkpoint (weights, optimizer, trainer state) is on disk.
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return  # the checkpoint is rank 0's
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (checkpoint / RUN_FILE).write_text(json.dumps(identity, sort_keys=True))
             if on_checkpoint is not None:
@@ -425,7 +461,11 @@ def _trainer(
     checkpoints: Path,
     config: TrainConfig,
     settings: Resolved,
+    trainer_args: dict[str, Any] | None = None,
+    reference: Any = "precompute",
 ) -> Any:
+    """`reference` (DPO): "precompute" the reference log-probs once before the first step, or
+    a model to run beside the policy (None with LoRA: the policy with its adapter off)."""
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from satk8s.training.weighted_sft import WeightedSFTTrainer
@@ -452,6 +492,7 @@ def _trainer(
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
     )
+    common.update(trainer_args or {})
     peft_config = _lora_config(config) if config.lora else None
     if config.algorithm == "dpo":
         args = DPOConfig(
@@ -461,11 +502,11 @@ def _trainer(
             # Reference log-probs come from the starting model, computed once before the first
             # step (and again, identically, on resume): no second model in memory, and no
             # reload by name (an in-memory model has none).
-            precompute_ref_log_probs=True,
+            precompute_ref_log_probs=reference == "precompute",
         )
         return DPOTrainer(
             model=model,
-            ref_model=None,
+            ref_model=None if isinstance(reference, str) else reference,
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
