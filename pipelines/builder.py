@@ -32,6 +32,7 @@ PROFILE_KEYS = frozenset(
         "accelerator_count",
         "nodes",
         "processes",
+        "gpu",
         "cpu",
         "memory",
         "node_selector",

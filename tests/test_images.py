@@ -121,7 +121,7 @@ def test_pins_are_enforced_as_constraints_and_checked():
         assert "-c /opt/pins.txt" in runs, image
         assert "pip check" in runs, image
     gpu_runs = " ".join(a for _, w, a in instructions(DOCKERFILES["gpu"]) if w == "RUN")
-    assert '"vllm==${VLLM_VERSION}"' in gpu_runs and '"/src[vllm]"' in gpu_runs
+    assert '"vllm==${VLLM_VERSION}"' in gpu_runs and '"/src[vllm,gpu]"' in gpu_runs
 
 
 def test_gpu_base_is_the_cuda_that_the_torch_wheels_need():

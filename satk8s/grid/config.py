@@ -161,6 +161,10 @@ class ComputeProfile:
     task then only submits and follows it, on the `cpu` role."""
     processes: int = 0
     """Training processes per pod (`train` only); 0: one per accelerator, or one on CPU."""
+    gpu: str = ""
+    """The accelerator's type, a key of `satk8s.grid.cost.GPUS` (`h100`, `l4`, `t4`, ...):
+    when set, compiling refuses a train profile that cannot hold the model (naming what would
+    fit) or asks bf16 of a GPU without it."""
     cpu: str = "1"
     """CPU request and limit (Kubernetes quantity)."""
     memory: str = "2Gi"

@@ -446,6 +446,64 @@ def _check_gpu_backends(grid: GridConfig, nodes: Sequence[Node]) -> None:
             )
 
 
+FIT_HINTS = {
+    "full bf16": "train.weights_dtype=bfloat16",
+    "full 8-bit Adam": "train.optimizer=adamw_8bit",
+    "LoRA": "train.lora=true",
+}
+"""The settings that make a `satk8s.grid.cost.fit_options` option the run's."""
+
+
+def _check_train_fit(grid: GridConfig, nodes: Sequence[Node]) -> None:
+    """With the train role's GPU type named (`compute.train.gpu`): no bf16 asked of a GPU
+    without it, and a model that fits (`satk8s.grid.cost.node_train_memory`); a refusal names
+    the settings that would fit."""
+    from satk8s.grid.cost import GPUS, fit_options, model_shape, node_train_memory
+
+    profile = grid.compute.train
+    if not profile.gpu:
+        return
+    if profile.gpu not in GPUS:
+        raise ConfigError(
+            "compute.train.gpu", f"unknown GPU type '{profile.gpu}'; known: {', '.join(GPUS)}"
+        )
+    gpu = GPUS[profile.gpu]
+    for node in (n for n in nodes if n.step == "train"):
+        t = node.config["train"]
+        if not gpu.bf16 and t["bf16"] is True:
+            raise ConfigError(
+                "train.bf16",
+                f"true, but {gpu.name} has no bf16; set train.bf16=auto (fp16 mixed precision "
+                f"there) (node '{node.id}')",
+            )
+        if not gpu.bf16 and t["weights_dtype"] == "bfloat16":
+            raise ConfigError("train.weights_dtype", f"bfloat16 needs bf16, which {gpu.name} lacks")
+        shape = None if node.model_from else model_shape(node.config["model"])
+        if shape is None:
+            continue
+        world = node.config["distributed"]["processes"] * node.config["distributed"]["nodes"]
+        needed = node_train_memory(node.config, shape, world).total
+        if needed <= gpu.memory_gb * 1e9:
+            continue
+        options = fit_options(shape, gpu, t["per_device_batch_size"], t["max_length"])
+        hints = [
+            FIT_HINTS.get(o) or f"compute.train.accelerator_count={o.split('x')[1]} (FSDP)"
+            for o in options
+            if o != "full"
+        ]
+        what = "LoRA" if t["lora"] else "full fine-tuning"
+        raise ConfigError(
+            "compute.train.gpu",
+            f"{node.config['model']} {what} needs about {needed / 1e9:.0f} GB per GPU "
+            f"(node '{node.id}'); a {gpu.name} has {gpu.memory_gb:g} GB. "
+            + (
+                f"What fits: {'; or '.join(hints)}"
+                if hints
+                else "Nothing fits one node of these GPUs; use a larger GPU type"
+            ),
+        )
+
+
 def _counts(nodes: Sequence[Node]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter[str]] = {}
     for node in nodes:
@@ -465,6 +523,7 @@ def expand(grid: GridConfig) -> Plan:
     splits that sum by step and role."""
     dag, cells = _build(grid, grid.signals, cell_list(grid))
     _check_gpu_backends(grid, dag.nodes)
+    _check_train_fit(grid, dag.nodes)
     naive: dict[str, Counter[str]] = {}
     for cell in cell_list(grid):
         single, _ = _build(grid, [cell[0]], [cell])

@@ -60,6 +60,13 @@ DPO_LOSS_TYPES = (
     "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 )  # fmt: skip
 AUTO = "auto"
+OPTIMIZERS = {
+    "adamw": "adamw_torch",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+}
+"""`optimizer` -> transformers' `optim`. The 8-bit ones are bitsandbytes' (CUDA only)."""
+WEIGHT_DTYPES = (AUTO, "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,18 @@ class TrainConfig:
     device: str = AUTO
     """"auto" (CUDA when available, else CPU), "cpu" or "cuda"."""
     bf16: bool | str = AUTO
-    """bf16 mixed precision. "auto": on exactly when training on a CUDA GPU that supports bf16."""
+    """bf16 mixed precision. "auto": on exactly when training on a CUDA GPU that supports bf16;
+    on an older GPU (T4, V100) "auto" trains in fp16 mixed precision instead, and true is
+    refused."""
+    optimizer: str = "adamw"
+    """"adamw" (torch's AdamW: 8 bytes of state per trained weight), "adamw_8bit" or
+    "paged_adamw_8bit" (bitsandbytes: 2 bytes; CUDA only, in the GPU image)."""
+    weights_dtype: str = AUTO
+    """Dtype the weights are loaded and trained in. "auto": float32 master weights for full
+    fine-tuning (with bf16/fp16 mixed precision on a GPU), and a bf16 (fp16 before Ampere)
+    frozen base for LoRA on a GPU. "bfloat16" halves full fine-tuning's weights, gradients and
+    AdamW state (8 instead of 16 bytes per weight) at the cost of updates smaller than bf16's
+    precision; bf16 GPUs only."""
     gradient_checkpointing: bool | str = AUTO
     """Recompute activations in the backward pass (less memory, ~20% slower). "auto": on on a
     GPU (TRL's default), off on CPU."""
@@ -177,6 +195,10 @@ class TrainConfig:
                 raise ConfigError(
                     name, f"must be 'auto', true or false; got {getattr(self, name)!r}"
                 )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.weights_dtype not in WEIGHT_DTYPES:
+            raise ConfigError("weights_dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(
                 "save_total_limit", f"must be at least 1 or None, got {self.save_total_limit}"
@@ -191,6 +213,9 @@ class Resolved:
     bf16: bool
     gradient_checkpointing: bool
     attn_implementation: str
+    fp16: bool = False
+    """fp16 mixed precision: "auto" precision on a GPU without bf16."""
+    weights_dtype: str = "float32"
 
 
 def resolve(config: TrainConfig) -> Resolved:
@@ -204,12 +229,37 @@ def resolve(config: TrainConfig) -> Resolved:
         )
     device = ("cuda" if cuda else "cpu") if config.device == AUTO else config.device
     on_gpu = device == "cuda"
-    bf16_ok = on_gpu and torch.cuda.is_bf16_supported()
+    # Native bf16 only (Ampere and newer): torch would report emulated bf16 on a T4 or V100.
+    bf16_ok = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     if config.bf16 is True and not bf16_ok:
         raise ConfigError(
             "bf16", f"true, but the {device} device here has no bf16 support; use 'auto'"
         )
     bf16 = bf16_ok if config.bf16 == AUTO else bool(config.bf16)
+    fp16 = on_gpu and config.bf16 == AUTO and not bf16_ok
+    if config.optimizer != "adamw":
+        if not on_gpu:
+            raise ConfigError(
+                "optimizer",
+                f"{config.optimizer!r} is bitsandbytes' CUDA optimizer and this run is on "
+                f"{device}; use 'adamw' (or train on a GPU)",
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "optimizer",
+                f"{config.optimizer!r} needs bitsandbytes: the GPU image has it "
+                "(pip install 'satk8s[gpu]')",
+            ) from None
+    dtype = config.weights_dtype
+    if dtype == "bfloat16" and not bf16_ok:
+        raise ConfigError(
+            "weights_dtype", f"bfloat16 needs a GPU with bf16 ({device} here has none)"
+        )
+    if dtype == AUTO:
+        half = "bfloat16" if bf16_ok else "float16"
+        dtype = half if config.lora and on_gpu else "float32"
     checkpointing = (
         on_gpu if config.gradient_checkpointing == AUTO else bool(config.gradient_checkpointing)
     )
@@ -218,7 +268,7 @@ def resolve(config: TrainConfig) -> Resolved:
         from transformers.utils import is_flash_attn_2_available
 
         attn = "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
-    return Resolved(device, bf16, checkpointing, attn)
+    return Resolved(device, bf16, checkpointing, attn, fp16, dtype)
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:
@@ -318,7 +368,9 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     train_dataset = _to_hf(dataset, config, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+        model_dir,
+        dtype=getattr(torch, settings.weights_dtype),
+        attn_implementation=settings.attn_implementation,
     )
     reference = None
     shared = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -379,6 +431,8 @@ def train(
         "model_dir": str(out_dir / MODEL),
         "device": settings.device,
         "bf16": settings.bf16,
+        "fp16": settings.fp16,
+        "weights_dtype": settings.weights_dtype,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "attn_implementation": settings.attn_implementation,
         "world_size": trainer.args.world_size,
@@ -487,6 +541,8 @@ def _trainer(
         save_total_limit=config.save_total_limit,
         use_cpu=settings.device == "cpu",
         bf16=settings.bf16,
+        fp16=settings.fp16,
+        optim=OPTIMIZERS[config.optimizer],
         gradient_checkpointing=settings.gradient_checkpointing,
         report_to=[],
         include_num_input_tokens_seen="non_padding",
