@@ -331,14 +331,31 @@ def test_a_compiled_train_task_with_two_nodes_runs_on_cpu_and_carries_the_spec(
 def test_the_trainjob_runs_through_the_sdks_local_process_backend(
     random_tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """kubeflow 0.5.0's local process backend: `python -m venv`, pip installs the packages,
-    then `<venv>/bin/torchrun <the function's file>` (kubeflow/trainer/backends/localprocess/
-    constants.py, LOCAL_EXEC_JOB_TEMPLATE). The new environment sees this one's packages through
-    PYTHONPATH, and pip installs only torch (for its torchrun) and satk8s, without their
-    dependencies."""
-    site = sysconfig.get_paths()["purelib"]
+    """kubeflow 0.5.0's local process backend: `python -m venv`, `ensurepip`, pip installs the
+    packages, then `<venv>/bin/torchrun <the function's file>` (kubeflow/trainer/backends/
+    localprocess/constants.py, LOCAL_EXEC_JOB_TEMPLATE). The new environment sees this one's
+    packages through PYTHONPATH, a view of them without pip and setuptools (ensurepip would
+    find those and skip, and `pip` would then be this environment's), and pip installs only
+    torch (for its torchrun) and satk8s into it, without their dependencies."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    # Named site-packages: dill (datasets' fingerprints) pickles classes of modules outside
+    # any site-packages by value, which fails for pyarrow's (dill/_dill.py, _is_builtin_module).
+    view = tmp_path / "view" / "site-packages"
+    view.mkdir(parents=True)
+    for entry in site.iterdir():
+        if not entry.name.startswith(
+            (
+                "pip",
+                "setuptools",
+                "_distutils_hack",
+                "pkg_resources",
+                "distutils-precedence",
+                "__editable__",
+            )
+        ):
+            (view / entry.name).symlink_to(entry)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    monkeypatch.setenv("PYTHONPATH", site)
+    monkeypatch.setenv("PYTHONPATH", str(view))
     monkeypatch.setenv("PIP_NO_DEPS", "1")
     monkeypatch.setenv("PIP_IGNORE_INSTALLED", "1")
     spec = TrainJobSpec(
@@ -358,3 +375,5 @@ def test_the_trainjob_runs_through_the_sdks_local_process_backend(
     assert finished_summary(out)["steps"] == 3
     # One torchrun process with the batch of one: one process's losses.
     assert summary["losses"] == pytest.approx(reference["losses"], rel=1e-6)
+    # pip installed into the new environment only.
+    assert not (site / "satk8s").exists() and (site / "__editable__.satk8s-0.1.0.pth").exists()

@@ -42,6 +42,8 @@ from satk8s.errors import ConfigError, Satk8sError
 
 log = logging.getLogger(__name__)
 
+LOG_TAIL = 20
+"""Lines of a failed TrainJob's log its error repeats."""
 SPEC_ENV = "SATK8S_TRAINJOB"
 """The task's TrainJob settings, as JSON (`TrainJobSpec`)."""
 DEFAULT_RUNTIME = "torch-distributed"
@@ -151,11 +153,12 @@ def trainjob_name(out: str) -> str:
     return "satk8s-" + hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:12]
 
 
-def satk8s_trainjob(params: dict | None = None, **kwargs: Any) -> None:
+def satk8s_trainjob(params=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
     """The TrainJob's training function: each torchrun worker runs the train step as its rank.
 
-    The SDK ships this function by its source and calls it with the request as one dict
-    (local process backend) or as keyword arguments (Kubernetes backend)."""
+    The SDK ships this function by its source alone and calls it with the request as one dict
+    (local process backend) or as keyword arguments (Kubernetes backend). No annotations: the
+    file it lands in has no imports to evaluate them with."""
     from satk8s.training.trainjob import run_request
 
     run_request(params or kwargs)
@@ -193,11 +196,12 @@ def run_trainjob(dataset: str, out: str, config: Any, force: bool) -> dict[str, 
     client = _client(spec)
     name = trainjob_name(out)
     _submit(client, spec, name, request)
-    job = _follow(client, spec, name)
+    job, tail = _follow(client, spec, name)
     if job.status != "Complete":
+        last = "\n".join(f"  {line}" for line in tail)
         raise Satk8sError(
-            f"TrainJob {name} ended {job.status}: its first node's log is above. Rerun the step: "
-            "it resumes from the last checkpoint committed to the store."
+            f"TrainJob {name} ended {job.status}; the last lines of its first node's log:\n"
+            f"{last}\nRerun the step: it resumes from the last checkpoint committed to the store."
         )
     summary = finished_summary(out)
     if summary is None:
@@ -216,7 +220,7 @@ def trainer_for(spec: TrainJobSpec, request: str) -> Any:
 
     resources: dict[str, Any] = {}
     if spec.gpus_per_node:
-        resources[spec.accelerator_type] = spec.gpus_per_node
+        resources[spec.accelerator_type] = str(spec.gpus_per_node)  # a quantity, as a string
     if spec.cpu:
         resources["cpu"] = spec.cpu
     if spec.memory:
@@ -354,7 +358,7 @@ def _wait_deleted(client: Any, name: str, poll_s: float) -> None:
     raise Satk8sError(f"TrainJob {name} was not deleted; delete it and rerun the step")
 
 
-def _follow(client: Any, spec: TrainJobSpec, name: str) -> Any:
+def _follow(client: Any, spec: TrainJobSpec, name: str) -> tuple[Any, list[str]]:
     """Wait for the first node to start, stream its log, then wait for the end."""
     from satk8s.store.redact import redact_text
 
@@ -364,16 +368,17 @@ def _follow(client: Any, spec: TrainJobSpec, name: str) -> Any:
         if time.monotonic() > deadline:
             raise Satk8sError(f"TrainJob {name} did not start within {spec.timeout_s} s")
         time.sleep(spec.poll_s)
-    lines = client.get_job_logs(name, follow=True)
-    if spec.backend == "local":
-        list(lines)  # the local backend prints its process's output live itself
-    else:
-        for line in lines:
-            log.info("[%s] %s", name, redact_text(str(line).rstrip("\n")))
+    tail: list[str] = []
+    for line in client.get_job_logs(name, follow=True):
+        text = redact_text(str(line).rstrip("\n"))
+        tail = [*tail[-(LOG_TAIL - 1) :], text]
+        if spec.backend == "kubernetes":  # the local backend prints its output live itself
+            log.info("[%s] %s", name, text)
     remaining = max(int(deadline - time.monotonic()), int(spec.poll_s) + 1)
-    return client.wait_for_job_status(
+    job = client.wait_for_job_status(
         name, status=done, timeout=remaining, polling_interval=max(1, int(spec.poll_s))
     )
+    return job, tail
 
 
 def _inherited_env() -> dict[str, str]:
