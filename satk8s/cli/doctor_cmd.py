@@ -46,7 +46,7 @@ def doctor(
         None,
         "--only",
         help="Comma-separated checks to run: api, gpu-nodes, kfp-api, secrets, runner, store, "
-        "kfp-launcher, bucket, ui-reports. Default: all.",
+        "kfp-launcher, bucket, ui-reports, trainer. Default: all.",
     ),
 ) -> None:
     """Check the cluster for runs: GPU nodes, KFP, settings, run account, store; each with its fix.
