@@ -211,6 +211,24 @@ class ComputeConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Data-parallel sampling and scoring: a step over a large pool runs as K part tasks, each
+    on its own GPUs, merged by a CPU task (`satk8s.steps.parts`). 1: one task; 0: K from the
+    pool's size, one part per `questions_per_part` questions, at most `max_parts`."""
+
+    generate: int = 1
+    """Part tasks of `generate` (cut at whole generation shards)."""
+    signals: int = 1
+    """Part tasks of each GPU signal (entropy, self_judge, an external judge model)."""
+    evaluate: int = 1
+    """Part tasks of each evaluation."""
+    questions_per_part: int = 2000
+    """With K = 0: the pool's questions per part task."""
+    max_parts: int = 16
+    """With K = 0: the most part tasks a step gets."""
+
+
+@dataclass
 class StoreConfig:
     root: str = MISSING
     """Store root: a local path or file:// URI (made absolute), or s3://bucket/prefix. Empty:
@@ -253,6 +271,8 @@ class GridConfig:
     report: dict[str, Any] = field(default_factory=dict)
     """ReportConfig settings."""
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    """Part tasks of generate, signals and evaluate over a large pool."""
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
@@ -484,6 +504,10 @@ def check_grid(grid: GridConfig) -> None:
 
     for role in ROLES:
         _check_profile(f"compute.{role}", getattr(grid.compute, role))
+    for name in ("generate", "signals", "evaluate", "questions_per_part", "max_parts"):
+        value = getattr(grid.parallel, name)
+        if value < (1 if name in ("questions_per_part", "max_parts") else 0):
+            raise ConfigError(f"parallel.{name}", f"must be at least 0 (1 for sizes), got {value}")
 
     try:
         scheme_of(grid.store.root)

@@ -397,7 +397,16 @@ def _budget(plan: Plan) -> _Budget:
 
 
 def node_work(node: Node, budget: _Budget) -> Work | None:
-    """The work of one node, or None for a step that uses no model."""
+    """The work of one node, or None for a step that uses no model; a part task
+    (`satk8s.steps.parts`) does its share of the pool."""
+    work = _whole_node_work(node, budget)
+    count = int((node.config.get("part") or {}).get("count", 1))
+    if work is None or count == 1:
+        return work
+    return Work(work.tokens / count, work.kind, work.model, work.flops_per_param, work.context)
+
+
+def _whole_node_work(node: Node, budget: _Budget) -> Work | None:
     c = node.config
     model = c.get("model", "")
     questions = budget.questions

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -282,8 +283,16 @@ def _build(
     gen_config = resolve_node_config(
         "generate", "generate", [("", "generate", grid.generate), ("model", "model.path", model)]
     )
-    generate = dag.add(
-        "generate", "generate", "generate", gen_config, {"questions": [prepare]}, model_from
+    prepare_config = dag.nodes[-1].config
+    generate = _in_parts(
+        dag,
+        "generate",
+        "generate",
+        "generate",
+        gen_config,
+        {"questions": [prepare]},
+        model_from,
+        _part_count(grid, "generate", pool_size(prepare_config, gen_config["split"])),
     )
     # The saturate step reads the gold answers of the split that was sampled.
     saturate_parts: list[Part] = [
@@ -306,13 +315,17 @@ def _build(
         node_id = f"signal-{signal}"
         config = resolve_node_config("signals", node_id, _signal_parts(grid, signal, model))
         uses_model = signal in POLICY_SIGNALS
-        signal_nodes[signal] = dag.add(
+        role = _signal_role(signal, config)
+        pool = pool_size(prepare_config, gen_config["split"])  # at most every question saturated
+        signal_nodes[signal] = _in_parts(
+            dag,
             node_id,
             "signals",
-            _signal_role(signal, config),
+            role,
             config,
             {"kept": [saturate]},
             model_from if uses_model else None,
+            _part_count(grid, "signals", pool) if role != "cpu" else 1,
         )
     calibrate = dag.add(
         "calibrate",
@@ -326,7 +339,10 @@ def _build(
         ("eval", "evaluate", grid.evaluate),
         ("splits", "task.eval_splits", list(grid.task.eval_splits)),
     ]
-    base = dag.add(
+    eval_pool = max((pool_size(prepare_config, s) for s in grid.task.eval_splits), default=0)
+    eval_count = _part_count(grid, "evaluate", eval_pool)
+    base = _in_parts(
+        dag,
         "evaluate-base",
         "evaluate",
         "evaluate",
@@ -335,6 +351,7 @@ def _build(
         ),
         {"questions": [prepare]},
         model_from,
+        eval_count,
     )
 
     evaluations = [base]
@@ -393,12 +410,15 @@ def _build(
             ("signal", "signals", signal),
             ("seed", "seeds", seed),
         ]
-        evaluated = dag.add(
+        evaluated = _in_parts(
+            dag,
             evaluate_id,
             "evaluate",
             "evaluate",
             resolve_node_config("evaluate", evaluate_id, [*eval_parts, *labels]),
             {"questions": [prepare], "model": [trained]},
+            None,
+            eval_count,
         )
         evaluations.append(evaluated)
         plan_cells.append(Cell(signal, algorithm, seed, evaluated))
@@ -411,6 +431,57 @@ def _build(
         {"evaluations": evaluations, "saturation": [saturate], "calibration": [calibrate]},
     )
     return dag, plan_cells
+
+
+def pool_size(prepare: Mapping[str, Any], split: str) -> int:
+    """Questions of `split` the prepare step's config makes (gsm8k: the dataset card's sizes,
+    less the few-shot examples and limits)."""
+    from satk8s.grid.cost import GSM8K_SPLITS
+
+    if prepare.get("task") == "gsm8k":
+        size = GSM8K_SPLITS.get(split, 0)
+        if split == "train":
+            size -= int(prepare.get("fewshot", 0))
+        limit = prepare.get(f"{split}_limit")
+        return min(size, int(limit)) if limit else size
+    return int(sum((prepare.get("arith", {}).get(split) or {}).values()))
+
+
+def _part_count(grid: GridConfig, step: str, pool: int) -> int:
+    """K for `step`: the grid's `parallel.<step>`, or (0) one per `questions_per_part`."""
+    settings = grid.parallel
+    count = getattr(settings, step)
+    if count == 0:
+        count = min(max(math.ceil(pool / settings.questions_per_part), 1), settings.max_parts)
+    return count
+
+
+def _in_parts(
+    dag: _Dag,
+    node_id: str,
+    step: str,
+    role: str,
+    config: dict[str, Any],
+    inputs: Mapping[str, Sequence[str]],
+    model_from: str | None,
+    count: int,
+) -> str:
+    """One node, or `count` part nodes (`<id>-part<k>`, same role) and a `merge` node named
+    `<id>` on the CPU role, which downstream nodes read as they would the one node."""
+    if count <= 1:
+        return dag.add(node_id, step, role, config, inputs, model_from)
+    parts = [
+        dag.add(
+            f"{node_id}-part{k}",
+            step,
+            role,
+            {**config, "part": {"index": k, "count": count}},
+            inputs,
+            model_from,
+        )
+        for k in range(count)
+    ]
+    return dag.add(node_id, "merge", "cpu", {"step": step}, {"parts": parts})
 
 
 def _distributed_parts(train: ComputeProfile) -> list[Part]:
