@@ -506,7 +506,11 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
     per_node: dict[str, tuple[Node, float, float]] = {}  # id -> (node, tokens, GPU-hours)
     unknown: dict[str, set[str]] = {}
     too_big: dict[str, set[str]] = {}
-    gpus = {role: int(p.get("accelerator_count", 0)) for role, p in plan.profiles.items()}
+    # GPUs a task holds: a train task on several nodes holds every node's.
+    gpus = {
+        role: int(p.get("accelerator_count", 0)) * int(p.get("nodes") or 1)
+        for role, p in plan.profiles.items()
+    }
     for node in plan.nodes:
         if gpus.get(node.role, 0) <= 0:
             continue
