@@ -17,9 +17,10 @@ The batch per optimizer step stays what the config says however many processes t
 `per_device_batch_size x gradient_accumulation_steps` examples, split evenly across the
 processes (`rank_batching`), so one GPU and eight give the same run (the same losses within
 float rounding, tested with two CPU processes on gloo). FSDP (`strategy: fsdp`, the default) is
-PyTorch's FSDP2 through transformers/accelerate: weights, gradients and optimizer states are
-sharded across the processes, and checkpoints hold the full state dict (gathered on rank 0),
-so a run resumes on any number of processes and the final checkpoint loads as a plain model.
+PyTorch's FSDP2 through transformers/accelerate, on GPUs: weights, gradients and optimizer
+states are sharded across the processes, and checkpoints hold the full state dict (gathered on
+rank 0), so a run resumes on any number of processes and the final checkpoint loads as a plain
+model. Processes on CPU run DDP (`trainer_args`).
 
 Nothing here imports torch at module level: step configs import `DistributedConfig`.
 """
