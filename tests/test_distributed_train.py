@@ -202,3 +202,13 @@ def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
     assert resumed["losses"] == pytest.approx(reference["summary"]["losses"], rel=LOSS_TOLERANCE)
     assert _max_weight_difference(reference["out"], out) == 0.0
     assert os.environ.get("SATK8S_FAULT") is None
+
+
+def test_workers_share_the_steps_cpu_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from satk8s.training.distributed import _worker_env
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    env = _worker_env(4)
+    assert env["OMP_NUM_THREADS"] == env["SATK8S_THREADS"] == env["MKL_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _worker_env(2)["OMP_NUM_THREADS"] == "1"  # never below one

@@ -271,13 +271,23 @@ def launch(dataset: str, out: str, config: Any, force: bool, processes: int) -> 
         log.info("training in %d processes: %s", processes, " ".join(command))
         # torchrun ends every worker when one fails (a fault, a preemption): the step then
         # fails and its rerun resumes from the last committed checkpoint.
-        code = subprocess.call(command)
+        code = subprocess.call(command, env=_worker_env(processes))
         if code != 0 or not result.is_file():
             raise Satk8sError(
                 f"train: torchrun with {processes} processes exited with code {code}; the "
                 "ranks' errors are above. A rerun resumes from the last committed checkpoint."
             )
         return json.loads(result.read_text())
+
+
+def _worker_env(processes: int) -> dict[str, str]:
+    """This process's environment with its CPU threads shared out among the workers: the step
+    set them for one process (`satk8s.threads`), and every worker would start as many."""
+    from satk8s.threads import ENV, THREAD_ENV
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    share = str(max(1, int(threads) // processes)) if threads.isdigit() else "1"
+    return {**os.environ, **dict.fromkeys((ENV, *THREAD_ENV), share)}
 
 
 def _main(request_file: str) -> None:
