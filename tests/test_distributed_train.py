@@ -140,18 +140,25 @@ def runs(random_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         ("unit_weighted_sft", "weighted_sft", 2),
         ("dpo", "dpo", 1),
         ("dpo", "dpo", 2),
+        ("lora", "sft", 1),
+        ("lora", "sft", 2),
     ]
+    sets["lora"] = sets["sft"]
     found = {}
     for name, algorithm, processes in jobs:
         out = str(root / f"{name}-{processes}")
-        summary = train_model(sets[name], out, _config(random_tiny_dir, algorithm, processes))
+        # No LoRA dropout: each process draws its own dropout masks, another (valid) draw.
+        extra = {"lora": True, "lora_r": 4, "lora_dropout": 0.0} if name == "lora" else {}
+        config = _config(random_tiny_dir, algorithm, processes, **extra)
+        summary = train_model(sets[name], out, config)
         found[f"{name}-{processes}"] = {"summary": summary, "out": out, "dataset": sets[name]}
     return found
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["sft", "weighted_sft", "dpo"])
+@pytest.mark.parametrize("algorithm", ["sft", "weighted_sft", "dpo", "lora"])
 def test_two_processes_give_one_process_losses_and_weights(runs, algorithm):
+    """`lora`: SFT of a LoRA adapter, merged into the saved model from the final checkpoint."""
     one, two = runs[f"{algorithm}-1"], runs[f"{algorithm}-2"]
     assert one["summary"]["world_size"] == 1 and two["summary"]["world_size"] == 2
     # accelerate shards with FSDP on GPUs only: CPU processes run DDP (trainer_args).
