@@ -79,6 +79,7 @@ def test_fsdp_shards_with_full_state_dict_checkpoints_and_ddp_does_not():
     assert "fsdp" not in ddp and ddp["per_device_train_batch_size"] == 4
     on_cpu = trainer_args(DistributedConfig(processes=2), 8, 1, 2, on_gpu=False)
     assert "fsdp" not in on_cpu  # accelerate applies FSDP on accelerators only
+    assert "fsdp" not in trainer_args(DistributedConfig(processes=2), 8, 1, 2, lora=True)
     assert trainer_args(DistributedConfig(), 8, 1, 1) == {}  # one process: nothing changes
 
 

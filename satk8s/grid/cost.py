@@ -465,7 +465,8 @@ def node_train_memory(config: Mapping[str, Any], shape: ModelShape, gpus: int) -
     t = config["train"]
     spread = config.get("distributed") or {}
     world = int(spread.get("processes", 1)) * int(spread.get("nodes", 1))
-    shards = world if spread.get("strategy", "fsdp") == "fsdp" else 1
+    # LoRA and DDP keep the whole model on every GPU (`satk8s.training.distributed`).
+    shards = world if spread.get("strategy", "fsdp") == "fsdp" and not t["lora"] else 1
     return train_memory(
         shape,
         lora=bool(t["lora"]),

@@ -148,6 +148,7 @@ def _trainer_args(config: TrainStepConfig, rank: Rank) -> dict[str, Any]:
         t.gradient_accumulation_steps,
         rank.world,
         on_gpu,
+        t.lora,
     )
 
 

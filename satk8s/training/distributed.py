@@ -189,11 +189,14 @@ def trainer_args(
     accumulation: int,
     world: int,
     on_gpu: bool = True,
+    lora: bool = False,
 ) -> dict[str, Any]:
     """TrainingArguments for `world` processes (nothing to change for one). FSDP needs GPUs:
     accelerate 1.15 shards only on accelerator devices (accelerate/state.py, `AcceleratorState`:
     the FSDP plugin is applied for MULTI_GPU and the like, never MULTI_CPU), so processes on CPU
-    train with DDP, whatever the strategy."""
+    train with DDP, whatever the strategy. LoRA trains with DDP too: each process holds the
+    frozen base (the memory plan offers LoRA only where the base fits one GPU), and FSDP would
+    have to shard a bf16 base beside fp32 adapters."""
     if world == 1:
         return {}
     micro, steps = rank_batching(per_device, accumulation, world)
@@ -205,7 +208,7 @@ def trainer_args(
     }
     if distributed.strategy == "fsdp" and not on_gpu:
         log.warning("FSDP needs GPUs; %d CPU processes train with DDP", world)
-    elif distributed.strategy == "fsdp":
+    elif distributed.strategy == "fsdp" and not lora:
         args["fsdp"] = "full_shard auto_wrap"
         args["fsdp_config"] = {
             "version": 2,

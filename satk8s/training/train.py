@@ -379,7 +379,9 @@ def train(
         # writes and every rank reads: not there for the others on their own disk. Several
         # processes run the (frozen) reference beside the policy instead, with the same values.
         reference = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+            model_dir,
+            dtype=getattr(torch, settings.weights_dtype),
+            attn_implementation=settings.attn_implementation,
         )
     trainer = _trainer(
         model,
