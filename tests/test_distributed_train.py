@@ -4,6 +4,7 @@ commits the output, and a run killed after a checkpoint resumes from the store."
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -220,3 +221,63 @@ def test_workers_share_the_steps_cpu_threads(monkeypatch: pytest.MonkeyPatch) ->
     assert env["OMP_NUM_THREADS"] == env["SATK8S_THREADS"] == env["MKL_NUM_THREADS"] == "2"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert _worker_env(2)["OMP_NUM_THREADS"] == "1"  # never below one
+
+
+def _two_node_run(request: Path, env: dict[str, str]) -> list[int]:
+    """torchrun twice on this machine, as two nodes of one job (node ranks 0 and 1): what the
+    nodes of a TrainJob run, each with its own torchrun (`satk8s.training.trainjob`)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                "-m",
+                "satk8s.training.distributed",
+                str(request),
+            ],
+            env=env,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    return [node.wait(timeout=600) for node in nodes]
+
+
+@pytest.mark.slow
+def test_a_second_node_resumes_from_its_own_copy_of_the_committed_checkpoints(
+    runs, random_tiny_dir: Path, tmp_path: Path
+) -> None:
+    """Node 1 shares no disk with node 0: its local rank 0 copies the committed pieces from the
+    store (read only) and trains from them, while global rank 0 alone writes."""
+    from satk8s.store.identity import plain_config
+
+    reference = runs["sft-2"]
+    out = str(tmp_path / "two-nodes")
+    config = _config(random_tiny_dir, "sft", 1)
+    config = TrainStepConfig(config.model, config.train, DistributedConfig(nodes=2))
+    request = tmp_path / "request.json"
+    result = tmp_path / "summary.json"
+    body = {"dataset": reference["dataset"], "out": out, "config": plain_config(config)}
+    request.write_text(json.dumps({**body, "force": False, "result": str(result)}))
+    env = {**os.environ, "SATK8S_FAULT": "after-checkpoint@1:kill"}
+    assert _two_node_run(request, env) != [0, 0]  # rank 0 died once checkpoint-2 was in
+    assert finished_summary(out) is None
+    env.pop("SATK8S_FAULT")
+    assert _two_node_run(request, env) == [0, 0]
+    summary = json.loads(result.read_text())
+    assert summary["resumed_from"] == "checkpoint-2" and summary["world_size"] == 2
+    # Two nodes of one process each: the two-process run of one pod, to the bit.
+    assert _max_weight_difference(reference["out"], out) == 0.0
+    assert not list(Path(out).glob(".staging/*"))  # node 1's copy is gone again

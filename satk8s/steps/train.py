@@ -157,6 +157,7 @@ def _follow_rank_zero(
 ) -> dict[str, Any]:
     """A rank other than 0: train beside rank 0, writing nothing to the store."""
     from satk8s.steps.outputs import committed_copy
+    from satk8s.store.cache import drop_staging
 
     def train_here(message: dict[str, Any], root: Path) -> None:
         table = pq.read_table(input_path(dataset, "dataset", "step") / "train.parquet")
@@ -169,4 +170,4 @@ def _follow_rank_zero(
             trainer_args=_trainer_args(config, rank),
         )
 
-    return follow(rank, lambda message: committed_copy(out), train_here)
+    return follow(rank, lambda message: committed_copy(out), train_here, drop_staging)

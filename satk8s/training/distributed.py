@@ -225,20 +225,22 @@ def follow(
     rank: Rank,
     prepare: Callable[[dict[str, Any]], Path],
     run: Callable[[dict[str, Any], Path], None],
+    release: Callable[[Path], None],
 ) -> dict[str, Any]:
     """A rank other than 0: wait for rank 0's word, then train alongside it. `prepare` (called
     on each node's local rank 0 away from rank 0's node) makes the node's copy of the committed
-    pieces; `run` trains in the directory given."""
+    pieces, which it `release`s once trained; `run` trains in the directory given."""
     message = _broadcast(None)
     if message is None:
         return {"rank": rank.rank, "trained": False}
-    root = None
+    copy = None
     if rank.local_rank == 0 and rank.node != message["node"]:
-        root = str(prepare(message))
-    elif rank.node == message["node"] and rank.local_rank == 0:
-        root = message["root"]
-    directory = Path(rank.gather_roots(root))
+        copy = prepare(message)
+    root = message["root"] if rank.local_rank == 0 and copy is None else copy
+    directory = Path(rank.gather_roots(None if root is None else str(root)))
     run(message, directory)
+    if copy is not None:  # the node's ranks are done with it: only rank 0 saves anything
+        release(copy)
     return {"rank": rank.rank, "trained": True}
 
 
