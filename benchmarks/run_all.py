@@ -53,7 +53,16 @@ def _generate(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 def _train(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     t = r["tokens_per_s"]
     result = f"**{r['speedup']:.2f}x** ({t['packed']:,.0f} vs {t['unpacked']:,.0f} tokens/s)"
-    return [("SFT: packed / unpacked", result, "— (pays on GPU only)")]
+    p = r["processes"]
+    n, low, high = p["count"], *p["load_average"]
+    scaled = (
+        f"**{p['scaling']:.2f}x** ({p['tokens_per_s'][str(n)]:,.0f} vs "
+        f"{p['tokens_per_s']['1']:,.0f} tokens/s; load {low:.1f}-{high:.1f} on {p['cpus']} CPUs)"
+    )
+    return [
+        ("SFT: packed / unpacked", result, "— (pays on GPU only)"),
+        (f"SFT step: {n} processes (torchrun, gloo) / 1", scaled, "— (bounded by free cores)"),
+    ]
 
 
 def _store(r: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -202,6 +202,24 @@ def evaluate(
     )
 
 
+def merge(
+    node: str,
+    store_root: str,
+    config_json: str,
+    parts: str,
+    metrics: Output[Metrics],
+    force: bool = False,
+    model_location: str = "",
+) -> str:
+    """Merge the part outputs of a step split over tasks into one output."""
+    from satk8s.orchestration.component_runner import run_component
+
+    inputs = {"parts": parts}
+    return run_component(
+        "merge", node, store_root, config_json, force, model_location, inputs, metrics
+    )
+
+
 def report(
     node: str,
     store_root: str,
@@ -246,6 +264,7 @@ FUNCTIONS = {
         build_dataset,
         train,
         evaluate,
+        merge,
         report,
     )
 }

@@ -32,6 +32,8 @@ PROFILE_KEYS = frozenset(
     {
         "accelerator_type",
         "accelerator_count",
+        "nodes",
+        "processes",
         "cpu",
         "memory",
         "node_selector",
@@ -137,6 +139,8 @@ def build_pipeline(
     from kfp import dsl
 
     from satk8s.components import image_for_profile, part_component, step_component
+    from satk8s.training.trainjob import SPEC_ENV as TRAINJOB_ENV
+    from satk8s.training.trainjob import trainjob_env
 
     check_plan(plan, part)
     require_store(plan)
@@ -196,6 +200,12 @@ def build_pipeline(
                 )
                 continue
             profile = plan.profiles.get(node.role, {})
+            trainjob = None
+            if node.step == "train" and int(profile.get("nodes") or 1) > 1:
+                # The task submits a TrainJob with the train profile on its nodes and follows
+                # it from a CPU pod (satk8s.training.trainjob).
+                trainjob = trainjob_env(profile, image_for_profile(profile, refs))
+                profile = plan.profiles.get("cpu", {})
             component = step_component(node.step, image_for_profile(profile, refs))
             arguments: dict[str, Any] = {
                 "node": node.id,
@@ -219,6 +229,8 @@ def build_pipeline(
             # output was deleted, or a `force` run, from its own metadata without running it.
             task.set_caching_options(False)
             apply_profile(task, profile, f"profiles.{node.role}")
+            if trainjob is not None:
+                task.set_env_variable(TRAINJOB_ENV, trainjob)
             if node.role in gpu_roles:
                 if plan.gpu_lanes and len(gpu_tasks) >= plan.gpu_lanes:
                     # Lanes: each GPU task waits for the one `gpu_lanes` before it, so the

@@ -209,6 +209,17 @@ class FakeCluster:
         """Authorization headers of S3 requests (which access key signed them)."""
         self.requests: list[dict[str, Any]] = []
         """Every request: method, path, query, content type, body (parsed JSON when it is)."""
+        self.trainer_installed = True
+        """Kubeflow Trainer v2's API group is served (its CRDs are installed)."""
+        self.cluster_runtimes: dict[str, dict[str, Any]] = {
+            "torch-distributed": TORCH_DISTRIBUTED_RUNTIME
+        }
+        self.trainjobs: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.pod_logs: dict[str, str] = {}
+        self.on_trainjob: Any = None
+        """The controller's part: called with (cluster, trainjob) after a TrainJob is created;
+        `run_trainjob_nodes` by default."""
 
     # -- namespace contents ---------------------------------------------------------------------
 
@@ -300,6 +311,87 @@ class FakeCluster:
         return 200, self.configmap_object(name)
 
 
+TRAINER = "/apis/trainer.kubeflow.org/v1alpha1"
+TORCH_DISTRIBUTED_RUNTIME: dict[str, Any] = {
+    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+    "kind": "ClusterTrainingRuntime",
+    "metadata": {
+        "name": "torch-distributed",
+        "labels": {"trainer.kubeflow.org/framework": "torch"},
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+    },
+    "spec": {
+        "mlPolicy": {"numNodes": 1, "torch": {}},
+        "template": {
+            "spec": {
+                "replicatedJobs": [
+                    {
+                        "name": "node",
+                        "template": {
+                            "metadata": {
+                                "labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
+                            },
+                            "spec": {
+                                "template": {
+                                    "spec": {
+                                        "containers": [
+                                            {
+                                                "name": "node",
+                                                "image": "pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime",
+                                            }
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                    }
+                ]
+            }
+        },
+    },
+}
+"""The runtime Kubeflow Trainer v2.3.0 installs: kubeflow/trainer@v2.3.0
+manifests/base/runtimes/torch_distributed.yaml (the framework label the SDK requires, one
+`node` replicated job whose container `node` runs torchrun)."""
+
+
+def run_trainjob_nodes(cluster: FakeCluster, trainjob: dict[str, Any], ok: bool = True) -> None:
+    """What Kubeflow Trainer and JobSet leave behind for a TrainJob whose nodes ran: one pod per
+    node, labelled as the SDK selects them (kubeflow 0.5.0 kubeflow/trainer/constants/
+    constants.py `POD_LABEL_SELECTOR`: jobset.sigs.k8s.io/jobset-name = the TrainJob's name,
+    jobset.sigs.k8s.io/replicatedjob-name = node, batch.kubernetes.io/job-completion-index),
+    with its `node` container's log, and the TrainJob's `Complete` (or `Failed`) condition
+    (kubeflow/trainer@v2.3.0 pkg/apis/trainer/v1alpha1/trainjob_types.go, TrainJobComplete /
+    TrainJobFailed)."""
+    name = trainjob["metadata"]["name"]
+    nodes = int((trainjob["spec"].get("trainer") or {}).get("numNodes") or 1)
+    for index in range(nodes):
+        pod = f"{name}-node-{index}-0-x7k2p"
+        cluster.pods[pod] = {
+            "metadata": {
+                "name": pod,
+                "namespace": NS,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {
+                    "jobset.sigs.k8s.io/jobset-name": name,
+                    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                    "batch.kubernetes.io/job-completion-index": str(index),
+                },
+            },
+            "spec": {"containers": [{"name": "node", "image": "step-image"}]},
+            "status": {"phase": "Succeeded" if ok else "Failed"},
+        }
+        cluster.pod_logs[pod] = f"node {index} of {nodes}: training\nnode {index}: done\n"
+    condition = {
+        "type": "Complete" if ok else "Failed",
+        "status": "True",
+        "reason": "JobSetCompleted" if ok else "JobSetFailed",
+        "message": "jobset completed" if ok else "jobset failed",
+        "lastTransitionTime": "2026-01-01T00:01:00Z",
+    }
+    trainjob["status"] = {"conditions": [condition]}
+
+
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",
@@ -386,6 +478,17 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 )
             if path == "/version":
                 return self._send(200, VERSION)
+            if path.startswith(TRAINER) or path.startswith(f"/api/v1/namespaces/{NS}/pods"):
+                return self._trainer_get(path)
+            if path == "/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public":
+                # Read by the SDK's KubernetesBackend.verify_backend (kubeflow 0.5.0), public
+                # to every authenticated user (kubeflow/trainer@v2.3.0 charts/kubeflow-trainer/
+                # templates/rbac/public_configmap_role.yaml).
+                meta = {"name": "kubeflow-trainer-public", "namespace": "kubeflow-system"}
+                data = {"kubeflow_trainer_version": "v2.3.0"}
+                return self._send(
+                    200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+                )
             if path == "/api/v1/nodes":
                 if cluster.nodes_status != 200:
                     return self._send(
@@ -432,6 +535,116 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, _status(404, "NotFound", f'{kind} "{name}" not found'))
             return self._send(404, _status(404, "NotFound", f'path "{path}" not found'))
 
+        def _trainer_get(self, path: str) -> None:
+            """Kubeflow Trainer's API as kube-apiserver serves its CRDs, and the pods its
+            JobSets run."""
+            if not cluster.trainer_installed and path.startswith(TRAINER):
+                return self._send(
+                    404,
+                    _status(404, "NotFound", "the server could not find the requested resource"),
+                )
+            rest = path[len(TRAINER) :].strip("/").split("/") if path.startswith(TRAINER) else []
+            if path == TRAINER:
+                resources = [
+                    {
+                        "name": plural,
+                        "namespaced": plural != "clustertrainingruntimes",
+                        "kind": kind,
+                    }
+                    for plural, kind in (
+                        ("trainjobs", "TrainJob"),
+                        ("trainingruntimes", "TrainingRuntime"),
+                        ("clustertrainingruntimes", "ClusterTrainingRuntime"),
+                    )
+                ]
+                body = {
+                    "kind": "APIResourceList",
+                    "groupVersion": "trainer.kubeflow.org/v1alpha1",
+                    "resources": resources,
+                }
+                return self._send(200, body)
+            if rest[:1] == ["clustertrainingruntimes"]:
+                if len(rest) == 1:
+                    items = list(cluster.cluster_runtimes.values())
+                    return self._send(
+                        200,
+                        {
+                            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+                            "kind": "ClusterTrainingRuntimeList",
+                            "metadata": {},
+                            "items": items,
+                        },
+                    )
+                if rest[1] in cluster.cluster_runtimes:
+                    return self._send(200, cluster.cluster_runtimes[rest[1]])
+                message = f'clustertrainingruntimes.trainer.kubeflow.org "{rest[1]}" not found'
+                return self._send(404, _status(404, "NotFound", message))
+            if rest[:3] == ["namespaces", NS, "trainingruntimes"]:
+                if len(rest) == 3:
+                    return self._send(
+                        200,
+                        {
+                            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+                            "kind": "TrainingRuntimeList",
+                            "metadata": {},
+                            "items": [],
+                        },
+                    )
+                message = f'trainingruntimes.trainer.kubeflow.org "{rest[3]}" not found'
+                return self._send(404, _status(404, "NotFound", message))
+            if rest[:3] == ["namespaces", NS, "trainjobs"]:
+                if len(rest) == 3:
+                    items = list(cluster.trainjobs.values())
+                    return self._send(
+                        200,
+                        {
+                            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+                            "kind": "TrainJobList",
+                            "metadata": {},
+                            "items": items,
+                        },
+                    )
+                if rest[3] in cluster.trainjobs:
+                    return self._send(200, cluster.trainjobs[rest[3]])
+                message = f'trainjobs.trainer.kubeflow.org "{rest[3]}" not found'
+                return self._send(404, _status(404, "NotFound", message))
+            parts = path.strip("/").split("/")
+            if len(parts) == 5:  # /api/v1/namespaces/NS/pods?labelSelector=
+                query = parse_qs(urlparse(self.path).query)
+                selector = (query.get("labelSelector") or [""])[0]
+                wanted = selector.split(",")[0].partition("=")[2]
+                items = [
+                    p
+                    for p in cluster.pods.values()
+                    if p["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"] == wanted
+                ]
+                return self._send(
+                    200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+                )
+            if len(parts) == 7 and parts[6] == "log" and parts[5] in cluster.pod_logs:
+                return self._send(200, cluster.pod_logs[parts[5]], "text/plain")
+            return self._send(404, _status(404, "NotFound", f'path "{path}" not found'))
+
+        def do_POST(self) -> None:
+            body = self._body()
+            path, _ = self._record("POST", body)
+            if path != f"{TRAINER}/namespaces/{NS}/trainjobs":
+                return self._send(404, _status(404, "NotFound", f'path "{path}" not found'))
+            trainjob = json.loads(body)
+            name = trainjob["metadata"]["name"]
+            if name in cluster.trainjobs:
+                message = f'trainjobs.trainer.kubeflow.org "{name}" already exists'
+                return self._send(409, _status(409, "AlreadyExists", message))
+            trainjob["metadata"].update(
+                namespace=NS,
+                uid=f"uid-{len(cluster.trainjobs)}",
+                resourceVersion="1",
+                creationTimestamp="2026-01-01T00:00:00Z",
+            )
+            cluster.trainjobs[name] = trainjob
+            (cluster.on_trainjob or run_trainjob_nodes)(cluster, trainjob)
+            return self._send(201, trainjob)
+
         def do_PATCH(self) -> None:
             body = self._body()
             path, parts = self._record("PATCH", body)
@@ -467,7 +680,15 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def do_DELETE(self) -> None:
-            _, parts = self._record("DELETE")
+            path, parts = self._record("DELETE")
+            if path.startswith(f"{TRAINER}/namespaces/{NS}/trainjobs/"):
+                name = parts[-1]
+                if cluster.trainjobs.pop(name, None) is None:
+                    message = f'trainjobs.trainer.kubeflow.org "{name}" not found'
+                    return self._send(404, _status(404, "NotFound", message))
+                for pod in [p for p in cluster.pods if p.startswith(f"{name}-")]:
+                    del cluster.pods[pod]
+                return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
             cluster.s3_objects.pop("/".join(parts), None)
             self.send_response(204)
             self.send_header("Content-Length", "0")

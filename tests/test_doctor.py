@@ -44,6 +44,7 @@ def test_healthy_namespace_passes_every_check(cluster):
         "bucket": Status.OK,
         # Multi-user KFP with an s3:// pipeline root: the UI's own credentials decide.
         "ui-reports": Status.WARN,
+        "trainer": Status.OK,
     }, format_report(results.values())
     assert "2 GPU node(s), 16 GPUs allocatable" in results["gpu-nodes"].message
     assert any("pool h100: 2 node(s), 2 ready, 16" in d for d in results["gpu-nodes"].details)
@@ -285,7 +286,7 @@ def test_cli_healthy_exits_zero_with_namespace_from_context(cluster, tmp_path):
 
     assert result.exit_code == 0, result.output
     assert f"namespace {NS}" in result.output
-    assert result.output.count("\nok ") == 8
+    assert result.output.count("\nok ") == 9
     assert "\nWARN  ui-reports" in result.output
 
 
@@ -534,3 +535,21 @@ def test_multi_user_kfp_with_an_s3_root_says_what_the_admin_must_grant(cluster):
     assert "with the UI's own credentials" in result.message
     assert "ml-pipeline-ui" in result.fix and f"arn:aws:s3:::{BUCKET}/*" in result.fix
     assert "satk8s runs status RUN_ID" in result.fix
+
+
+def test_trainer_check_warns_without_kubeflow_trainer_and_fails_without_its_runtime(cluster):
+    assert (
+        "torch-distributed"
+        in _results(
+            cluster,
+        )["trainer"].message
+    )
+    cluster.cluster_runtimes = {}
+    missing = _results(cluster)["trainer"]
+    assert missing.status is Status.FAIL
+    assert "no ClusterTrainingRuntime torch-distributed" in missing.message
+    cluster.trainer_installed = False
+    absent = _results(cluster)["trainer"]
+    assert absent.status is Status.WARN
+    assert "Kubeflow Trainer is not installed" in absent.message
+    assert "compute.train.nodes=1" in absent.fix

@@ -26,8 +26,11 @@ def test_the_gpu_types_asked_for_are_there_with_their_nodes() -> None:
     assert gpus["a100-40gb"].nodes["gke"] == ("nvidia-tesla-a100",)
     assert "g5.2xlarge" in gpus["a10g"].nodes["eks"] and "gke" not in gpus["a10g"].nodes
     for gpu in gpus.values():
-        # GPU feature discovery's product label: the NVML name with spaces as '-'
-        assert all(" " not in p and p.startswith("NVIDIA-") for p in gpu.nodes.get("generic", ()))
+        # GPU feature discovery's product label: the NVML name with spaces as '-' (pre-Ampere
+        # data-center parts keep NVML's "Tesla" brand: "Tesla T4" -> Tesla-T4)
+        brand = ("Tesla-",) if not gpu.bf16 else ("NVIDIA-",)
+        assert all(" " not in p and p.startswith(brand) for p in gpu.nodes.get("generic", ()))
+    assert {name for name, gpu in gpus.items() if not gpu.bf16} == {"t4", "v100"}
 
 
 def test_every_supported_shape_is_a_node_type_its_gpu_lists() -> None:

@@ -814,3 +814,40 @@ def test_default_install_succeeds_where_kfp_already_owns_kfp_launcher(default, e
     objects, _ = default
 
     assert helm_install_conflicts(objects, existing) == []
+
+
+def test_trainjob_rules_only_when_enabled_and_as_kubeflow_trainer_s_edit_role():
+    objects, _ = render({"rbac": {"trainJobs": {"enabled": True}}})
+    role = one(objects, "Role", "satk8s-runner")
+    # What the Kubeflow SDK's Kubernetes backend calls (kubeflow 0.5.0), and no more.
+    assert role["rules"][-3:] == [
+        {
+            "apiGroups": ["trainer.kubeflow.org"],
+            "resources": ["trainjobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        },
+        {
+            "apiGroups": ["trainer.kubeflow.org"],
+            "resources": ["trainingruntimes"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+    ]
+    assert not {o["kind"] for o in objects} & CLUSTER_SCOPED
+
+
+def test_cluster_runtimes_read_is_opt_in_and_bound_to_the_run_account():
+    objects, _ = render({"rbac": {"trainJobs": {"enabled": True, "clusterRuntimes": True}}})
+    (role,) = by_kind(objects, "ClusterRole")
+    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert role["metadata"]["name"] == f"{NS}-satk8s-trainer-runtimes"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["trainer.kubeflow.org"],
+            "resources": ["clustertrainingruntimes"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "satk8s-runner", "namespace": NS}
+    ]

@@ -121,7 +121,7 @@ def test_pins_are_enforced_as_constraints_and_checked():
         assert "-c /opt/pins.txt" in runs, image
         assert "pip check" in runs, image
     gpu_runs = " ".join(a for _, w, a in instructions(DOCKERFILES["gpu"]) if w == "RUN")
-    assert '"vllm==${VLLM_VERSION}"' in gpu_runs and '[vllm]"' in gpu_runs
+    assert '"vllm==${VLLM_VERSION}"' in gpu_runs and '[vllm,gpu]"' in gpu_runs
 
 
 @pytest.mark.parametrize("image", ["gpu", "cpu"])

@@ -44,6 +44,7 @@ SUMMARIES = {
         }
     },
     "report": {"cells": 7, "title": "smoke"},
+    "merge": {"parts": 3, "questions": 72, "samples": 576},
 }
 
 
@@ -60,6 +61,7 @@ def test_every_step_has_a_result_line() -> None:
         "build_dataset": "43 rows from 43 questions",
         "train": "loss 0.21 after 30 steps",
         "evaluate": "eval_id 81.7%, eval_hard 8.3%",
+        "merge": "3 parts merged",
         "report": "7 cells",
     }
 

@@ -46,7 +46,7 @@ def doctor(
         None,
         "--only",
         help="Comma-separated checks to run: api, gpu-nodes, kfp-api, secrets, runner, store, "
-        "kfp-launcher, bucket, ui-reports, pipeline. Default: all.",
+        "kfp-launcher, bucket, ui-reports, trainer, pipeline. Default: all.",
     ),
     pipeline: Path | None = typer.Option(
         None,

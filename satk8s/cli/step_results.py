@@ -72,6 +72,10 @@ def _report(s: Summary) -> str:
     return f"{s['cells']} cells"
 
 
+def _merge(s: Summary) -> str:
+    return f"{s['parts']} parts merged"
+
+
 RESULTS: dict[str, Callable[[Summary], str]] = {
     "tiny": _tiny,
     "stage_model": _stage_model,
@@ -83,6 +87,7 @@ RESULTS: dict[str, Callable[[Summary], str]] = {
     "build_dataset": _build_dataset,
     "train": _train,
     "evaluate": _evaluate,
+    "merge": _merge,
     "report": _report,
 }
 

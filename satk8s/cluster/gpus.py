@@ -31,6 +31,9 @@ class GpuType:
     """Dense bf16 Tensor Core peak from NVIDIA's datasheet (None where NVIDIA publishes none)."""
     hbm_tb_s: float | None = None
     datasheet: str = ""
+    bf16: bool = True
+    """bf16 Tensor Cores (Ampere and newer). T4 and V100 have none: fp16 mixed precision there,
+    and no bf16 weights."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
             bf16_tflops=entry.get("bf16_tflops"),
             hbm_tb_s=entry.get("hbm_tb_s"),
             datasheet=str(entry.get("datasheet", "")),
+            bf16=bool(entry.get("bf16", True)),
         )
     shapes = {}
     for name, entry in (data.get("shapes") or {}).items():

@@ -16,6 +16,7 @@ from satk8s.doctor.result import CheckResult, Status
 from satk8s.doctor.run_account import check_run_account
 from satk8s.doctor.secrets import check_secrets
 from satk8s.doctor.store import check_store
+from satk8s.doctor.trainer import check_trainer
 from satk8s.doctor.ui_reports import check_ui_reports
 
 
@@ -36,6 +37,7 @@ CHECKS: tuple[Check, ...] = (
     Check("kfp-launcher", check_launcher, "kfp-launcher gives the settings' pipeline root"),
     Check("bucket", check_bucket, "the pipeline root's bucket takes a write, read and delete"),
     Check("ui-reports", check_ui_reports, "the Kubeflow UI can show the reports"),
+    Check("trainer", check_trainer, "Kubeflow Trainer's TrainJobs and torch-distributed runtime"),
     Check("pipeline", check_pipeline, "every task of --pipeline FILE fits a node and its driver"),
 )
 CHECK_NAMES = tuple(c.name for c in CHECKS)

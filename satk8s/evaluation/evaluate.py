@@ -245,6 +245,12 @@ def _evaluate_set(
     return rows
 
 
+def summarise_rows(rows: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
+    """One eval set's summary from its per-question rows (`PER_QUESTION_SCHEMA` dicts): what
+    the merge of an evaluation split over tasks recomputes over the whole set."""
+    return _summarise(rows, config)
+
+
 def _summarise(rows: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
     def ci(values: list[float]) -> dict[str, float]:
         return bootstrap_ci(values, config.n_boot, config.seed, ALPHA)._asdict()

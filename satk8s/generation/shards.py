@@ -81,11 +81,13 @@ def generate_sharded(
     shard_size: int = 64,
     progress: bool = True,
     on_shard: Callable[[Path], None] | None = None,
+    shards: range | None = None,
 ) -> dict[str, int | float]:
     """Generate `sampling.n` samples for each question (prompts[i] is questions[i]'s prompt)
     into Parquet shards of `shard_size` questions, skipping shards already in `out_dir`.
+    `shards` (indices) limits the work to those shards: one part of a pool split over tasks.
 
-    Returns counts over the whole output (questions, samples, tokens), the shards written
+    Returns counts over the shards produced (questions, samples, tokens), the shards written
     and skipped by this call, and the seconds it took.
     """
     if len(prompts) != len(questions):
@@ -99,10 +101,12 @@ def generate_sharded(
     for partial in out_dir.glob(".shard-*.tmp"):
         partial.unlink()  # left by a killed run: never a complete shard
     start = time.perf_counter()
-    counts = {"questions": len(questions), "samples": 0, "tokens": 0}
+    counts = {"questions": 0, "samples": 0, "tokens": 0}
     counts |= {"shards_written": 0, "shards_skipped": 0}
     bar = tqdm(total=len(questions), unit="question", disable=not progress)
     for index, first in enumerate(range(0, len(questions), shard_size)):
+        if shards is not None and index not in shards:
+            continue
         shard_questions = questions[first : first + shard_size]
         shard_prompts = prompts[first : first + shard_size]
         path = out_dir / shard_name(index)
@@ -119,6 +123,7 @@ def generate_sharded(
             if on_shard is not None:  # e.g. commit the shard to the store right away
                 on_shard(path)
             counts["shards_written"] += 1
+        counts["questions"] += len(shard_questions)
         counts["samples"] += table.num_rows
         counts["tokens"] += _token_count(table)
         bar.update(len(shard_questions))

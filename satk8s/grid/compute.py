@@ -193,25 +193,21 @@ def check_fit(grid: GridConfig, roles: Iterable[str]) -> list[str]:
 
 
 def _gpu_memory_notes(grid: GridConfig, roles: list[str]) -> list[str]:
-    """Roles whose model does not fit their GPUs' memory (bf16 weights; full training: weights,
-    gradients and AdamW state, `satk8s.grid.cost.TRAIN_BYTES_PER_PARAM`)."""
-    from satk8s.grid.cost import TRAIN_BYTES_PER_PARAM
-
+    """Inference roles whose model's bf16 weights do not fit their GPUs' memory. Training is
+    not noted here: compiling refuses a train profile that cannot hold the model, naming what
+    would fit (`satk8s.grid.expand`, `satk8s.grid.cost.node_train_memory`)."""
     gpu = catalogue().gpu(grid.compute.gpu)
     notes = []
     for role in roles:
         params = model_params(grid, role)
-        if not params:
+        if role == "train" or not params:
             continue
-        full = role == "train" and not grid.train.get("lora")
-        need = params * (TRAIN_BYTES_PER_PARAM if full else 2)
+        need = params * 2
         gpus = getattr(grid.compute, role).accelerator_count
         if need > gpus * gpu.memory_gb * 1e9:
-            what = "weights, gradients and AdamW state" if full else "bf16 weights"
-            fix = "train.lora=true, or " if full else ""
             notes.append(
-                f"role {role}: the model's {what} need about {need / 1e9:.0f} GB, more than "
-                f"{gpus} x {gpu.name} ({gpus * gpu.memory_gb:g} GB); {fix}a larger compute.gpu"
+                f"role {role}: the model's bf16 weights need about {need / 1e9:.0f} GB, more "
+                f"than {gpus} x {gpu.name} ({gpus * gpu.memory_gb:g} GB); a larger compute.gpu"
             )
     return notes
 

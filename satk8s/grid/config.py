@@ -168,6 +168,12 @@ class ComputeProfile:
     """Extended resource of the accelerator, e.g. `nvidia.com/gpu`; empty for none."""
     accelerator_count: int = 0
     """Accelerators per step pod (0: a CPU step)."""
+    nodes: int = 1
+    """Pods training one cell together (`train` only). More than one runs the train step as a
+    Kubeflow Trainer TrainJob of this many nodes, each with this profile; the pipeline's own
+    task then only submits and follows it, on the `cpu` role."""
+    processes: int = 0
+    """Training processes per pod (`train` only); 0: one per accelerator, or one on CPU."""
     cpu: str = "1"
     """CPU request and limit (Kubernetes quantity); "auto" derives it from the GPU type
     (`satk8s.grid.compute`)."""
@@ -240,6 +246,24 @@ class ComputeConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Data-parallel sampling and scoring: a step over a large pool runs as K part tasks, each
+    on its own GPUs, merged by a CPU task (`satk8s.steps.parts`). 1: one task; 0: K from the
+    pool's size, one part per `questions_per_part` questions, at most `max_parts`."""
+
+    generate: int = 1
+    """Part tasks of `generate` (cut at whole generation shards)."""
+    signals: int = 1
+    """Part tasks of each GPU signal (entropy, self_judge, an external judge model)."""
+    evaluate: int = 1
+    """Part tasks of each evaluation."""
+    questions_per_part: int = 2000
+    """With K = 0: the pool's questions per part task."""
+    max_parts: int = 16
+    """With K = 0: the most part tasks a step gets."""
+
+
+@dataclass
 class StoreConfig:
     root: str = MISSING
     """Store root: a local path or file:// URI (made absolute), or s3://bucket/prefix. Empty:
@@ -282,6 +306,8 @@ class GridConfig:
     report: dict[str, Any] = field(default_factory=dict)
     """ReportConfig settings."""
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    """Part tasks of generate, signals and evaluate over a large pool."""
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
@@ -448,6 +474,18 @@ def _check_profile(path: str, profile: ComputeProfile) -> None:
         raise ConfigError(
             f"{path}.accelerator_type", "accelerators need a resource type, e.g. nvidia.com/gpu"
         )
+    if profile.nodes < 1 or profile.processes < 0:
+        raise ConfigError(f"{path}.nodes", "needs nodes >= 1 and processes >= 0")
+    if (profile.nodes > 1 or profile.processes) and not path.endswith(".train"):
+        raise ConfigError(
+            f"{path}.nodes", "only the train role trains in several pods or processes"
+        )
+    if profile.accelerator_count and profile.processes not in (0, profile.accelerator_count):
+        raise ConfigError(
+            f"{path}.processes",
+            f"one process per accelerator: {profile.accelerator_count} (or 0), got "
+            f"{profile.processes}",
+        )
     if profile.retries < 0:
         raise ConfigError(f"{path}.retries", f"must be >= 0, got {profile.retries}")
     if profile.backoff_factor < 1:
@@ -538,6 +576,10 @@ def check_grid(grid: GridConfig) -> None:
     for role in ROLES:
         _check_profile(f"compute.{role}", getattr(grid.compute, role))
     _check_compute(grid.compute)
+    for name in ("generate", "signals", "evaluate", "questions_per_part", "max_parts"):
+        value = getattr(grid.parallel, name)
+        if value < (1 if name in ("questions_per_part", "max_parts") else 0):
+            raise ConfigError(f"parallel.{name}", f"must be at least 0 (1 for sizes), got {value}")
 
     try:
         scheme_of(grid.store.root)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from satk8s.errors import ConfigError
 
 if TYPE_CHECKING:
+    from satk8s.cluster.gpus import GpuType
     from satk8s.grid.plan import Node, Plan
 
 
@@ -60,7 +61,9 @@ def _datasheet_gpus() -> dict[str, GPU]:
 
 
 GPUS: dict[str, GPU] = _datasheet_gpus()
-"""The catalogue's GPU types with datasheet figures (a10g has none: NVIDIA publishes none)."""
+"""The catalogue's GPU types with datasheet figures, for the roofline (a10g, t4 and v100 have
+none here: NVIDIA publishes no bf16 figure for them). The memory plan reads every type
+(`satk8s.cluster.gpus.catalogue`)."""
 DEFAULT_GPU = "h100-80gb"
 
 # Stated assumptions, not measurements (see the module docstring).
@@ -71,7 +74,28 @@ DECODE_BATCH = 256
 """vLLM's default `max_num_seqs`: sequences decoded together per step."""
 TASK_OVERHEAD_S = 180.0
 TRAIN_BYTES_PER_PARAM = 16
-"""Full fine-tuning in mixed precision with AdamW: float32 weights, gradients and two moments."""
+"""Full fine-tuning in mixed precision with AdamW: float32 weights, gradients and two moments
+(4 + 4 + 8 bytes). The rule of thumb of the ZeRO paper (Rajbhandari et al. 2020, "ZeRO: Memory
+Optimizations Toward Training Trillion Parameter Models", section 3.1: 16 bytes per parameter
+for mixed-precision Adam)."""
+STATE_BYTES = {
+    ("float32", "adamw"): TRAIN_BYTES_PER_PARAM,
+    ("float32", "adamw_8bit"): 10,  # 8-bit moments: 2 bytes (Dettmers et al. 2022, 8-bit Adam)
+    ("float32", "paged_adamw_8bit"): 10,
+    ("bfloat16", "adamw"): 8,  # bf16 weights and gradients; AdamW keeps moments in their dtype
+    ("bfloat16", "adamw_8bit"): 6,
+    ("bfloat16", "paged_adamw_8bit"): 6,
+}
+"""Bytes per trained parameter: weights, gradients and optimizer states."""
+ACTIVATION_BYTES_PER_TOKEN_HIDDEN = 34
+"""Activation bytes per token x hidden size in one transformer layer in 16-bit, with flash
+attention (no stored attention scores): Korthikanti et al. 2022, "Reducing Activation
+Recomputation in Large Transformer Models", section 4.1 (34 s b h per layer). With gradient
+checkpointing only each layer's input stays (2 bytes), plus one layer recomputed."""
+CUDA_OVERHEAD_GB = 2.0
+"""CUDA context, cuBLAS/NCCL workspaces and allocator slack per GPU."""
+FSDP_STEPS = (2, 4, 8)
+"""GPU counts the fit table tries for FSDP full fine-tuning (one node)."""
 
 GSM8K_SPLITS = {"train": 7473, "test": 1319}
 """Question counts of the openai/gsm8k dataset card (main config)."""
@@ -147,6 +171,107 @@ def model_shape(model: str) -> ModelShape | None:
     if model and config.is_file():
         return ModelShape.from_config(json.loads(config.read_text()))
     return None
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """What one training process holds on its GPU, in bytes (an estimate: see `train_memory`)."""
+
+    weights_and_states: float
+    activations: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights_and_states + self.activations + self.overhead
+
+
+def lora_params(shape: ModelShape, rank: int = 16) -> int:
+    """Parameters of LoRA adapters of rank `rank` on every linear layer but the LM head."""
+    h, q, kv, i = (
+        shape.hidden,
+        shape.heads * shape.head_dim,
+        shape.kv_heads * shape.head_dim,
+        shape.intermediate,
+    )
+    per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h)
+    return rank * per_layer * shape.layers
+
+
+def train_memory(
+    shape: ModelShape,
+    *,
+    lora: bool = False,
+    weights_dtype: str = "float32",
+    optimizer: str = "adamw",
+    micro_batch: int = 8,
+    max_length: int = 1024,
+    gradient_checkpointing: bool = True,
+    shards: int = 1,
+    lora_rank: int = 16,
+) -> TrainingMemory:
+    """Memory of one training process: trained parameters x `STATE_BYTES` (split `shards` ways
+    by FSDP), the frozen base's weights for LoRA (2 bytes in bf16), activations of one
+    micro-batch (`ACTIVATION_BYTES_PER_TOKEN_HIDDEN`, and the fp32 logits), `CUDA_OVERHEAD_GB`."""
+    if lora:
+        states = shape.params * 2 + lora_params(shape, lora_rank) * TRAIN_BYTES_PER_PARAM
+    else:
+        states = shape.params * STATE_BYTES[(weights_dtype, optimizer)]
+    tokens = micro_batch * max_length
+    per_layer = ACTIVATION_BYTES_PER_TOKEN_HIDDEN * tokens * shape.hidden
+    if gradient_checkpointing:
+        layers = 2 * tokens * shape.hidden * shape.layers + per_layer
+    else:
+        layers = per_layer * shape.layers
+    logits = 4 * tokens * shape.vocab
+    return TrainingMemory(states / shards, layers + logits, CUDA_OVERHEAD_GB * 1e9)
+
+
+def fit_options(
+    shape: ModelShape, gpu: GpuType, micro_batch: int = 1, max_length: int = 1024
+) -> list[str]:
+    """What fits one training process per GPU of type `gpu` (gradient checkpointing on):
+    `full` (fp32 master weights, AdamW), `full bf16` (bf16 weights; bf16 GPUs only),
+    `full 8-bit Adam`, `LoRA` (bf16 base, or fp16 on a pre-bf16 GPU), then the fewest GPUs
+    (`FSDP_STEPS`) that shard a `full` run: `FSDP xN`."""
+    limit = gpu.memory_gb * 1e9
+    common = dict(micro_batch=micro_batch, max_length=max_length)
+    candidates = [
+        ("full", train_memory(shape, **common)),
+        (
+            "full bf16",
+            train_memory(shape, weights_dtype="bfloat16", **common) if gpu.bf16 else None,
+        ),
+        ("full 8-bit Adam", train_memory(shape, optimizer="adamw_8bit", **common)),
+        ("LoRA", train_memory(shape, lora=True, **common)),
+    ]
+    found = [name for name, memory in candidates if memory and memory.total <= limit]
+    if "full" not in found:
+        shards = next(
+            (n for n in FSDP_STEPS if train_memory(shape, shards=n, **common).total <= limit), None
+        )
+        if shards:
+            found.append(f"FSDP x{shards}")
+    return found
+
+
+def fit_table(
+    models: Mapping[str, ModelShape], gpus: list[str], micro_batch: int = 1, max_length: int = 1024
+) -> str:
+    """A Markdown table: rows the models, columns the GPU types, cells what fits
+    (`fit_options`), `-` when nothing does on up to 8 GPUs."""
+    from satk8s.cluster.gpus import catalogue
+
+    head = "| model | " + " | ".join(gpus) + " |"
+    rule = "| --- |" + " --- |" * len(gpus)
+    rows = [head, rule]
+    for name, shape in models.items():
+        cells = [
+            ", ".join(fit_options(shape, catalogue().gpu(g), micro_batch, max_length)) or "-"
+            for g in gpus
+        ]
+        rows.append(f"| {name} ({shape.params / 1e9:.1f}B) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True)
@@ -265,7 +390,16 @@ def _budget(plan: Plan) -> _Budget:
 
 
 def node_work(node: Node, budget: _Budget) -> Work | None:
-    """The work of one node, or None for a step that uses no model."""
+    """The work of one node, or None for a step that uses no model; a part task
+    (`satk8s.steps.parts`) does its share of the pool."""
+    work = _whole_node_work(node, budget)
+    count = int((node.config.get("part") or {}).get("count", 1))
+    if work is None or count == 1:
+        return work
+    return Work(work.tokens / count, work.kind, work.model, work.flops_per_param, work.context)
+
+
+def _whole_node_work(node: Node, budget: _Budget) -> Work | None:
     c = node.config
     model = c.get("model", "")
     questions = budget.questions
@@ -319,6 +453,31 @@ def node_work(node: Node, budget: _Budget) -> Work | None:
     return None
 
 
+def node_train_memory(config: Mapping[str, Any], shape: ModelShape, gpus: int) -> TrainingMemory:
+    """Per-GPU memory of a train node's config: FSDP shards over every process of the run."""
+    t = config["train"]
+    spread = config.get("distributed") or {}
+    world = int(spread.get("processes", 1)) * int(spread.get("nodes", 1))
+    # LoRA and DDP keep the whole model on every GPU (`satk8s.training.distributed`).
+    shards = world if spread.get("strategy", "fsdp") == "fsdp" and not t["lora"] else 1
+    return train_memory(
+        shape,
+        lora=bool(t["lora"]),
+        weights_dtype=_weights_dtype(t),
+        optimizer=str(t.get("optimizer", "adamw")),
+        micro_batch=int(t["per_device_batch_size"]),
+        max_length=int(t["max_length"]),
+        gradient_checkpointing=t["gradient_checkpointing"] is not False,
+        shards=max(shards, 1),
+        lora_rank=int(t.get("lora_r", 16)),
+    )
+
+
+def _weights_dtype(train: Mapping[str, Any]) -> str:
+    dtype = str(train.get("weights_dtype", "auto"))
+    return "bfloat16" if dtype == "bfloat16" else "float32"
+
+
 @dataclass(frozen=True)
 class RoleCost:
     role: str
@@ -346,7 +505,11 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
     per_node: dict[str, tuple[Node, float, float]] = {}  # id -> (node, tokens, GPU-hours)
     unknown: dict[str, set[str]] = {}
     too_big: dict[str, set[str]] = {}
-    gpus = {role: int(p.get("accelerator_count", 0)) for role, p in plan.profiles.items()}
+    # GPUs a task holds: a train task on several nodes holds every node's.
+    gpus = {
+        role: int(p.get("accelerator_count", 0)) * int(p.get("nodes") or 1)
+        for role, p in plan.profiles.items()
+    }
     for node in plan.nodes:
         if gpus.get(node.role, 0) <= 0:
             continue
@@ -366,9 +529,13 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
             else:
                 tokens = work.tokens
                 hours += tokens / throughput.rate(work, shape) / 3600
-                full_training = work.kind == "train" and not node.config["train"]["lora"]
-                needed = shape.params * (TRAIN_BYTES_PER_PARAM if full_training else 2)
-                if needed > gpus[node.role] * throughput.gpu.memory_gb * 1e9:
+                if work.kind == "train":
+                    needed = node_train_memory(node.config, shape, gpus[node.role]).total
+                    limit = throughput.gpu.memory_gb * 1e9
+                else:
+                    needed = shape.params * 2.0
+                    limit = gpus[node.role] * throughput.gpu.memory_gb * 1e9
+                if needed > limit:
                     too_big.setdefault(node.role, set()).add(f"{model} ({needed / 1e9:.0f} GB)")
         per_node[node.id] = (node, tokens, hours)
     costs = []
@@ -395,6 +562,11 @@ def gpu_hours(plan: Plan, throughput: Throughput) -> list[RoleCost]:
 
 __all__ = [
     "GPUS",
+    "TrainingMemory",
+    "fit_options",
+    "fit_table",
+    "node_train_memory",
+    "train_memory",
     "MODELS",
     "GPU",
     "ModelShape",

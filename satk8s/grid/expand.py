@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -302,8 +303,16 @@ def _build(
     gen_config = resolve_node_config(
         "generate", "generate", [("", "generate", grid.generate), ("model", "model.path", model)]
     )
-    generate = dag.add(
-        "generate", "generate", "generate", gen_config, {"questions": [prepare]}, model_from
+    prepare_config = dag.nodes[-1].config
+    generate = _in_parts(
+        dag,
+        "generate",
+        "generate",
+        "generate",
+        gen_config,
+        {"questions": [prepare]},
+        model_from,
+        _part_count(grid, "generate", pool_size(prepare_config, gen_config["split"])),
     )
     # The saturate step reads the gold answers of the split that was sampled.
     saturate_parts: list[Part] = [
@@ -326,13 +335,17 @@ def _build(
         node_id = f"signal-{signal}"
         config = resolve_node_config("signals", node_id, _signal_parts(grid, signal, model))
         uses_model = signal in POLICY_SIGNALS
-        signal_nodes[signal] = dag.add(
+        role = _signal_role(signal, config)
+        pool = pool_size(prepare_config, gen_config["split"])  # at most every question saturated
+        signal_nodes[signal] = _in_parts(
+            dag,
             node_id,
             "signals",
-            _signal_role(signal, config),
+            role,
             config,
             {"kept": [saturate]},
             model_from if uses_model else None,
+            _part_count(grid, "signals", pool) if role != "cpu" else 1,
         )
     calibrate = dag.add(
         "calibrate",
@@ -346,7 +359,10 @@ def _build(
         ("eval", "evaluate", grid.evaluate),
         ("splits", "task.eval_splits", list(grid.task.eval_splits)),
     ]
-    base = dag.add(
+    eval_pool = max((pool_size(prepare_config, s) for s in grid.task.eval_splits), default=0)
+    eval_count = _part_count(grid, "evaluate", eval_pool)
+    base = _in_parts(
+        dag,
         "evaluate-base",
         "evaluate",
         "evaluate",
@@ -355,6 +371,7 @@ def _build(
         ),
         {"questions": [prepare]},
         model_from,
+        eval_count,
     )
 
     evaluations = [base]
@@ -401,6 +418,7 @@ def _build(
                     ("model", "model.path", model),
                     ("train.algorithm", "algorithms", algorithm),
                     ("train.seed", "seeds", seed),
+                    *_distributed_parts(grid.compute.train),
                 ],
             ),
             {"dataset": [dataset]},
@@ -412,12 +430,15 @@ def _build(
             ("signal", "signals", signal),
             ("seed", "seeds", seed),
         ]
-        evaluated = dag.add(
+        evaluated = _in_parts(
+            dag,
             evaluate_id,
             "evaluate",
             "evaluate",
             resolve_node_config("evaluate", evaluate_id, [*eval_parts, *labels]),
             {"questions": [prepare], "model": [trained]},
+            None,
+            eval_count,
         )
         evaluations.append(evaluated)
         plan_cells.append(Cell(signal, algorithm, seed, evaluated))
@@ -430,6 +451,67 @@ def _build(
         {"evaluations": evaluations, "saturation": [saturate], "calibration": [calibrate]},
     )
     return dag, plan_cells
+
+
+def pool_size(prepare: Mapping[str, Any], split: str) -> int:
+    """Questions of `split` the prepare step's config makes (gsm8k: the dataset card's sizes,
+    less the few-shot examples and limits)."""
+    from satk8s.grid.cost import GSM8K_SPLITS
+
+    if prepare.get("task") == "gsm8k":
+        size = GSM8K_SPLITS.get(split, 0)
+        if split == "train":
+            size -= int(prepare.get("fewshot", 0))
+        limit = prepare.get(f"{split}_limit")
+        return min(size, int(limit)) if limit else size
+    return int(sum((prepare.get("arith", {}).get(split) or {}).values()))
+
+
+def _part_count(grid: GridConfig, step: str, pool: int) -> int:
+    """K for `step`: the grid's `parallel.<step>`, or (0) one per `questions_per_part`."""
+    settings = grid.parallel
+    count = getattr(settings, step)
+    if count == 0:
+        count = min(max(math.ceil(pool / settings.questions_per_part), 1), settings.max_parts)
+    return count
+
+
+def _in_parts(
+    dag: _Dag,
+    node_id: str,
+    step: str,
+    role: str,
+    config: dict[str, Any],
+    inputs: Mapping[str, Sequence[str]],
+    model_from: str | None,
+    count: int,
+) -> str:
+    """One node, or `count` part nodes (`<id>-part<k>`, same role) and a `merge` node named
+    `<id>` on the CPU role, which downstream nodes read as they would the one node."""
+    if count <= 1:
+        return dag.add(node_id, step, role, config, inputs, model_from)
+    parts = [
+        dag.add(
+            f"{node_id}-part{k}",
+            step,
+            role,
+            {**config, "part": {"index": k, "count": count}},
+            inputs,
+            model_from,
+        )
+        for k in range(count)
+    ]
+    return dag.add(node_id, "merge", "cpu", {"step": step}, {"parts": parts})
+
+
+def _distributed_parts(train: ComputeProfile) -> list[Part]:
+    """The train role's processes and nodes, into every train node's config: a cell trained
+    on more processes is another output (the same batch per step, other float rounding)."""
+    processes = train.processes or max(train.accelerator_count, 1)
+    return [
+        ("distributed.processes", "compute.train.processes", processes),
+        ("distributed.nodes", "compute.train.nodes", train.nodes),
+    ]
 
 
 def _check_gpu_backends(grid: GridConfig, nodes: Sequence[Node]) -> None:
@@ -453,6 +535,70 @@ def _check_gpu_backends(grid: GridConfig, nodes: Sequence[Node]) -> None:
                 f"profile '{grid.compute.name}' gives role '{node.role}' {have} (node "
                 f"'{node.id}'); use backend hf, or a GPU compute profile",
             )
+
+
+FIT_HINTS = {
+    "full bf16": "train.weights_dtype=bfloat16",
+    "full 8-bit Adam": "train.optimizer=adamw_8bit",
+    "LoRA": "train.lora=true",
+}
+"""The settings that make a `satk8s.grid.cost.fit_options` option the run's."""
+
+
+def _check_train_fit(grid: GridConfig, nodes: Sequence[Node]) -> None:
+    """With the grid's GPU type named (`compute.gpu`, every cluster preset): no bf16 asked of a
+    GPU without it, and a model that fits (`satk8s.grid.cost.node_train_memory`); a refusal
+    names the settings that would fit."""
+    from satk8s.cluster.gpus import catalogue
+    from satk8s.grid.cost import fit_options, model_shape, node_train_memory
+
+    if not grid.compute.gpu or grid.compute.train.accelerator_count < 1:
+        return
+    gpu = catalogue().gpu(grid.compute.gpu)
+    for node in (n for n in nodes if n.step == "train"):
+        t = node.config["train"]
+        if not gpu.bf16 and t["bf16"] is True:
+            raise ConfigError(
+                "train.bf16",
+                f"true, but {gpu.name} has no bf16; set train.bf16=auto (fp16 mixed precision "
+                f"there) (node '{node.id}')",
+            )
+        if not gpu.bf16 and t["weights_dtype"] == "bfloat16":
+            raise ConfigError("train.weights_dtype", f"bfloat16 needs bf16, which {gpu.name} lacks")
+        model = _hub_model(node, nodes)
+        shape = model_shape(model)
+        if shape is None:
+            continue
+        world = node.config["distributed"]["processes"] * node.config["distributed"]["nodes"]
+        needed = node_train_memory(node.config, shape, world).total
+        if needed <= gpu.memory_gb * 1e9:
+            continue
+        options = fit_options(shape, gpu, t["per_device_batch_size"], t["max_length"])
+        hints = [
+            FIT_HINTS.get(o) or f"compute.train.accelerator_count={o.split('x')[1]} (FSDP)"
+            for o in options
+            if o != "full"
+        ]
+        what = "LoRA" if t["lora"] else "full fine-tuning"
+        raise ConfigError(
+            "compute.gpu",
+            f"{model} {what} needs about {needed / 1e9:.0f} GB per GPU "
+            f"(node '{node.id}'); a {gpu.name} has {gpu.memory_gb:g} GB. "
+            + (
+                f"What fits: {'; or '.join(hints)}"
+                if hints
+                else "Nothing fits one node of these GPUs; use a larger GPU type"
+            ),
+        )
+
+
+def _hub_model(node: Node, nodes: Sequence[Node]) -> str:
+    """The model a node loads as named in the grid: its own `model`, or the hub id its upstream
+    `stage_model` node mirrors (a tiny model, built upstream, has no name to look up)."""
+    if not node.model_from:
+        return str(node.config["model"])
+    upstream = next(n for n in nodes if n.id == node.model_from)
+    return str(upstream.config["model"]) if upstream.step == "stage_model" else ""
 
 
 def _counts(nodes: Sequence[Node]) -> dict[str, dict[str, int]]:
@@ -499,6 +645,7 @@ def _expand(grid: GridConfig) -> Plan:
     step and role."""
     dag, cells = _build(grid, grid.signals, cell_list(grid))
     _check_gpu_backends(grid, dag.nodes)
+    _check_train_fit(grid, dag.nodes)
     naive: dict[str, Counter[str]] = {}
     for cell in cell_list(grid):
         single, _ = _build(grid, [cell[0]], [cell])

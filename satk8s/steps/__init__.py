@@ -88,6 +88,11 @@ STEPS: dict[str, Step] = {
             ("questions",), ("model",),
         ),
         Step(
+            "merge", "merge", "merge", "MergeConfig",
+            "Merge the part outputs of a step split over tasks into one output.",
+            ("parts",),
+        ),
+        Step(
             "report", "report", "report", "ReportConfig",
             "The results table, figures and calibration, as Markdown, HTML and JSON.",
             ("evaluations",), ("saturation", "calibration"),

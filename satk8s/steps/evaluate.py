@@ -15,6 +15,7 @@ from satk8s.evaluation.evaluate import PER_QUESTION_SCHEMA, EvalConfig, evaluate
 from satk8s.generation.context import check_context_window
 from satk8s.signals.gate import GATED_FILE
 from satk8s.steps.outputs import finished_summary, input_path, split_locations, step_output
+from satk8s.steps.parts import PartConfig
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
 
@@ -34,6 +35,10 @@ class EvaluateStepConfig:
     """Label for the report: the training seed (pairs Δ vs SFT within a seed)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Backend, max tokens, bootstrap, pass@k settings."""
+    part: PartConfig = field(default_factory=PartConfig)
+    """This task's share of every eval set (`satk8s.steps.parts`); a grid sets it from
+    `parallel.evaluate`. Greedy results do not depend on the split; pass@k / maj@k samples
+    are drawn per part, with the same seed."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -76,6 +81,10 @@ def evaluate(
             (root / GATED_FILE).write_text(json.dumps(gate, indent=2))
             return output.commit(root, {**labels, "gated": True}, started)
         sets = _eval_sets(questions, config.splits)
+        for name, (qs, ps) in sets.items():
+            qs, ps = qs[: config.eval.limit], ps[: config.eval.limit]
+            start, stop = config.part.bounds(len(qs))
+            sets[name] = (qs[start:stop], ps[start:stop])
         model_dir = str(trained / "model") if trained is not None else resolve_model(config.model)
         # Before the model is loaded: every prompt must leave room for max_new_tokens.
         check_context_window(

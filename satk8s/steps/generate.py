@@ -11,6 +11,7 @@ from satk8s.errors import ConfigError
 from satk8s.generation import SamplingConfig, generate_sharded, load_backend
 from satk8s.generation.context import check_context_window
 from satk8s.steps.outputs import commit_partial, input_path, step_output
+from satk8s.steps.parts import PartConfig
 from satk8s.store.faults import fault_point
 from satk8s.store.stage_model import resolve_model
 from satk8s.tasks.io import read_questions
@@ -36,6 +37,9 @@ class GenerateConfig:
     """Sequences per forward batch (`hf`)."""
     tensor_parallel_size: int = 1
     """GPUs per model (`vllm`)."""
+    part: PartConfig = field(default_factory=PartConfig)
+    """This task's share of the pool (whole shards; `satk8s.steps.parts`); a grid sets it from
+    `parallel.generate`."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -61,11 +65,13 @@ def generate(
         started = time.time()
         qs, prompts = read_questions(input_path(questions, "questions", "step"), config.split)
         qs, prompts = qs[: config.limit], prompts[: config.limit]
+        shards = range(*config.part.bounds(-(-len(qs) // config.shard_size)))
         model = resolve_model(config.model)  # a hub id, a local directory or an s3:// prefix
         # Before any output is opened or weights loaded: prompts must leave room to generate.
+        first, stop = shards.start * config.shard_size, shards.stop * config.shard_size
         check_context_window(
             model,
-            [(q.id, p) for q, p in zip(qs, prompts, strict=True)],
+            [(q.id, p) for q, p in zip(qs[first:stop], prompts[first:stop], strict=True)],
             config.sampling.max_new_tokens,
             "sampling.max_new_tokens",
         )
@@ -91,5 +97,6 @@ def generate(
             root,
             config.shard_size,
             on_shard=shard_done,
+            shards=shards,
         )
         return output.commit(root, summary, started)

@@ -218,6 +218,17 @@ def step_output(
         _release(out)
 
 
+def cached_summary(
+    out: str, step: str, config: Any, inputs: Mapping[str, str], force: bool = False
+) -> dict[str, Any] | None:
+    """What `step_output` would find, without taking the lease: the summary of a finished
+    output of this step, config and inputs (`cached: True`), None when there is none (or
+    `force`), `OutputConflictError` when `out` holds another config's."""
+    if force:
+        return None
+    return _finished_as(out, step_identity(step, config, dict(inputs)))
+
+
 def finished_summary(out: str) -> dict[str, Any] | None:
     """The summary of a finished output at `out`, or None (its identity is not checked)."""
     manifest = finished_manifest(out)
@@ -230,6 +241,15 @@ def open_output(out: str, force: bool = False) -> Path:
     deletes everything at `out`; a manifest listing missing or truncated objects is removed."""
     _hold(out, by_step=False)
     _claim(out, None, force)
+    root = new_staging(out)
+    _prefill(get_store(out), out, root)
+    return root
+
+
+def committed_copy(out: str) -> Path:
+    """A private local directory holding the pieces committed at `out` so far, taking no lease:
+    for the other nodes of a distributed step, which resume from the same checkpoints as the
+    writer (on its node) but never write."""
     root = new_staging(out)
     _prefill(get_store(out), out, root)
     return root
@@ -521,8 +541,10 @@ __all__ = [
     "MANIFEST",
     "OutputConflictError",
     "StepOutput",
+    "cached_summary",
     "commit",
     "commit_partial",
+    "committed_copy",
     "drop_partial",
     "finished_summary",
     "input_path",

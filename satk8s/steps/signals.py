@@ -17,6 +17,7 @@ from satk8s.signals.external_judge import ExternalJudgeConfig, external_judge_sc
 from satk8s.signals.random_control import random_scores
 from satk8s.signals.self_judge import SelfJudgeConfig, self_judge_scores
 from satk8s.steps.outputs import input_path, step_output
+from satk8s.steps.parts import PartConfig
 from satk8s.store.stage_model import resolve_model
 
 SIGNALS = ("entropy", "self_judge", "external_judge", "random", "length", "logprob")
@@ -53,6 +54,9 @@ class SignalConfig:
     """Settings of the length control (direction)."""
     logprob: LogprobConfig = field(default_factory=LogprobConfig)
     """Settings of the logprob control (direction)."""
+    part: PartConfig = field(default_factory=PartConfig)
+    """This task's share of the saturated questions (`satk8s.steps.parts`); a grid sets it
+    from `parallel.signals`."""
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
@@ -86,7 +90,9 @@ def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dic
         if output.cached is not None:
             return output.cached
         started = time.time()
-        table = pq.read_table(input_path(kept, "kept", "step") / "kept.parquet")
+        table = part_of(
+            pq.read_table(input_path(kept, "kept", "step") / "kept.parquet"), config.part
+        )
         # A hub id, a local directory, or a store prefix (fetched and verified once).
         model = resolve_model(config.model) if config.model else ""
         scores, pairs, diagnostics = _compute(table, config, model)
@@ -104,3 +110,14 @@ def score(kept: str, out: str, config: SignalConfig, force: bool = False) -> dic
             **{k: v for k, v in diagnostics.items() if k in JUDGE_HEALTH},
         }
         return output.commit(root, summary, started)
+
+
+def part_of(kept: pa.Table, part: PartConfig) -> pa.Table:
+    """The kept solutions of this part's questions (contiguous, in the table's order)."""
+    if part.count == 1:
+        return kept
+    import pyarrow.compute as pc
+
+    questions = list(dict.fromkeys(kept.column("question_id").to_pylist()))
+    start, stop = part.bounds(len(questions))
+    return kept.filter(pc.is_in(kept.column("question_id"), pa.array(questions[start:stop])))

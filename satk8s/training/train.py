@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -60,6 +61,13 @@ DPO_LOSS_TYPES = (
     "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 )  # fmt: skip
 AUTO = "auto"
+OPTIMIZERS = {
+    "adamw": "adamw_torch",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+}
+"""`optimizer` -> transformers' `optim`. The 8-bit ones are bitsandbytes' (CUDA only)."""
+WEIGHT_DTYPES = (AUTO, "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,18 @@ class TrainConfig:
     device: str = AUTO
     """"auto" (CUDA when available, else CPU), "cpu" or "cuda"."""
     bf16: bool | str = AUTO
-    """bf16 mixed precision. "auto": on exactly when training on a CUDA GPU that supports bf16."""
+    """bf16 mixed precision. "auto": on exactly when training on a CUDA GPU that supports bf16;
+    on an older GPU (T4, V100) "auto" trains in fp16 mixed precision instead, and true is
+    refused."""
+    optimizer: str = "adamw"
+    """"adamw" (torch's AdamW: 8 bytes of state per trained weight), "adamw_8bit" or
+    "paged_adamw_8bit" (bitsandbytes: 2 bytes; CUDA only, in the GPU image)."""
+    weights_dtype: str = AUTO
+    """Dtype the weights are loaded and trained in. "auto": float32 master weights for full
+    fine-tuning (with bf16/fp16 mixed precision on a GPU), and a bf16 (fp16 before Ampere)
+    frozen base for LoRA on a GPU. "bfloat16" halves full fine-tuning's weights, gradients and
+    AdamW state (8 instead of 16 bytes per weight) at the cost of updates smaller than bf16's
+    precision; bf16 GPUs only."""
     gradient_checkpointing: bool | str = AUTO
     """Recompute activations in the backward pass (less memory, ~20% slower). "auto": on on a
     GPU (TRL's default), off on CPU."""
@@ -178,6 +197,10 @@ class TrainConfig:
                 raise ConfigError(
                     name, f"must be 'auto', true or false; got {getattr(self, name)!r}"
                 )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.weights_dtype not in WEIGHT_DTYPES:
+            raise ConfigError("weights_dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(
                 "save_total_limit", f"must be at least 1 or None, got {self.save_total_limit}"
@@ -192,6 +215,9 @@ class Resolved:
     bf16: bool
     gradient_checkpointing: bool
     attn_implementation: str
+    fp16: bool = False
+    """fp16 mixed precision: "auto" precision on a GPU without bf16."""
+    weights_dtype: str = "float32"
 
 
 def resolve(config: TrainConfig) -> Resolved:
@@ -205,12 +231,37 @@ def resolve(config: TrainConfig) -> Resolved:
         )
     device = ("cuda" if cuda else "cpu") if config.device == AUTO else config.device
     on_gpu = device == "cuda"
-    bf16_ok = on_gpu and torch.cuda.is_bf16_supported()
+    # Native bf16 only (Ampere and newer): torch would report emulated bf16 on a T4 or V100.
+    bf16_ok = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     if config.bf16 is True and not bf16_ok:
         raise ConfigError(
             "bf16", f"true, but the {device} device here has no bf16 support; use 'auto'"
         )
     bf16 = bf16_ok if config.bf16 == AUTO else bool(config.bf16)
+    fp16 = on_gpu and config.bf16 == AUTO and not bf16_ok
+    if config.optimizer != "adamw":
+        if not on_gpu:
+            raise ConfigError(
+                "optimizer",
+                f"{config.optimizer!r} is bitsandbytes' CUDA optimizer and this run is on "
+                f"{device}; use 'adamw' (or train on a GPU)",
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "optimizer",
+                f"{config.optimizer!r} needs bitsandbytes: the GPU image has it "
+                "(pip install 'satk8s[gpu]')",
+            ) from None
+    dtype = config.weights_dtype
+    if dtype == "bfloat16" and not bf16_ok:
+        raise ConfigError(
+            "weights_dtype", f"bfloat16 needs a GPU with bf16 ({device} here has none)"
+        )
+    if dtype == AUTO:
+        half = "bfloat16" if bf16_ok else "float16"
+        dtype = half if config.lora and on_gpu else "float32"
     checkpointing = (
         on_gpu if config.gradient_checkpointing == AUTO else bool(config.gradient_checkpointing)
     )
@@ -219,7 +270,7 @@ def resolve(config: TrainConfig) -> Resolved:
         from transformers.utils import is_flash_attn_2_available
 
         attn = "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
-    return Resolved(device, bf16, checkpointing, attn)
+    return Resolved(device, bf16, checkpointing, attn, fp16, dtype)
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:
@@ -273,6 +324,7 @@ def train(
     config: TrainConfig,
     on_checkpoint: Callable[[Path], None] | None = None,
     run_identity: dict[str, Any] | None = None,
+    trainer_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the model in `model_dir` on `dataset`; returns a summary of the run.
 
@@ -280,6 +332,10 @@ def train(
     train step commits it to the store there, so a restarted pod resumes from it).
     `run_identity` (the train step's identity: config, dataset and model) is written into
     every checkpoint and checked before resuming from one; by default, the config alone.
+    `trainer_args` override TrainingArguments (`satk8s.training.distributed.trainer_args`:
+    the per-process batch and FSDP under torchrun). Under torchrun only global rank 0 writes:
+    checkpoint records, `on_checkpoint` and the final model (from the final checkpoint, which
+    holds the whole model however it was sharded).
 
     The summary: steps, losses (one per logging step), final_loss, seconds (the whole call),
     train_seconds (the training loop of this call), tokens_seen
@@ -314,25 +370,55 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     train_dataset = _to_hf(dataset, config, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation=settings.attn_implementation
+        model_dir,
+        dtype=getattr(torch, settings.weights_dtype),
+        attn_implementation=settings.attn_implementation,
     )
-    trainer = _trainer(model, tokenizer, train_dataset, out_dir / CHECKPOINTS, config, settings)
+    reference = None
+    shared = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if shared and config.algorithm == "dpo" and not config.lora:
+        # TRL caches precomputed reference log-probs in a file that only the main process
+        # writes and every rank reads: not there for the others on their own disk. Several
+        # processes run the (frozen) reference beside the policy instead, with the same values.
+        reference = AutoModelForCausalLM.from_pretrained(
+            model_dir,
+            dtype=getattr(torch, settings.weights_dtype),
+            attn_implementation=settings.attn_implementation,
+        )
+    trainer = _trainer(
+        model,
+        tokenizer,
+        train_dataset,
+        out_dir / CHECKPOINTS,
+        config,
+        settings,
+        trainer_args,
+        reference if shared else "precompute",
+    )
     trainer.add_callback(_checkpoint_callback(identity, on_checkpoint))
+    writer = trainer.is_world_process_zero()
 
     if resume is not None and is_final_checkpoint(resume):
         # Training ended at this checkpoint: its weights are the final model.
-        final = _final_model(trainer, resume, config, model_dir, settings)
+        final = _final_model(trainer, resume, config, model_dir, settings) if writer else None
         state = json.loads((resume / "trainer_state.json").read_text())
         history, steps = state.get("log_history", []), int(state["global_step"])
         tokens, train_seconds = int(state.get("num_input_tokens_seen") or 0), 0.0
-        _rotate(out_dir / CHECKPOINTS, config.save_total_limit)
+        if writer:
+            _rotate(out_dir / CHECKPOINTS, config.save_total_limit)
     else:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        final = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.args.world_size == 1:
+            final = trainer.accelerator.unwrap_model(trainer.model)
+        elif writer:  # sharded weights: the final checkpoint holds them whole
+            final = _final_model(
+                trainer, last_checkpoint(out_dir / CHECKPOINTS), config, model_dir, settings
+            )
         history, steps = trainer.state.log_history, trainer.state.global_step
         tokens = int(trainer.state.num_input_tokens_seen)
         train_seconds = output.metrics["train_runtime"]  # the training loop of this call
-    _save_final(final, tokenizer, out_dir / MODEL, torch.bfloat16 if settings.bf16 else None)
+    if writer:
+        _save_final(final, tokenizer, out_dir / MODEL, torch.bfloat16 if settings.bf16 else None)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {
@@ -349,8 +435,12 @@ def train(
         "model_dir": str(out_dir / MODEL),
         "device": settings.device,
         "bf16": settings.bf16,
+        "fp16": settings.fp16,
+        "weights_dtype": settings.weights_dtype,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "attn_implementation": settings.attn_implementation,
+        "world_size": trainer.args.world_size,
+        "sharding": "fsdp" if trainer.is_fsdp_enabled else "ddp" if shared else "none",
     }
 
 
@@ -382,6 +472,8 @@ def _checkpoint_callback(
     class CheckpointSaved(TrainerCallback):
         # on_save runs after the checkpoint (weights, optimizer, trainer state) is on disk.
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return  # the checkpoint is rank 0's
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (checkpoint / RUN_FILE).write_text(json.dumps(identity, sort_keys=True))
             if on_checkpoint is not None:
@@ -427,7 +519,11 @@ def _trainer(
     checkpoints: Path,
     config: TrainConfig,
     settings: Resolved,
+    trainer_args: dict[str, Any] | None = None,
+    reference: Any = "precompute",
 ) -> Any:
+    """`reference` (DPO): "precompute" the reference log-probs once before the first step, or
+    a model to run beside the policy (None with LoRA: the policy with its adapter off)."""
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from satk8s.training.weighted_sft import WeightedSFTTrainer
@@ -449,11 +545,14 @@ def _trainer(
         save_total_limit=config.save_total_limit,
         use_cpu=settings.device == "cpu",
         bf16=settings.bf16,
+        fp16=settings.fp16,
+        optim=OPTIMIZERS[config.optimizer],
         gradient_checkpointing=settings.gradient_checkpointing,
         report_to=[],
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
     )
+    common.update(trainer_args or {})
     peft_config = _lora_config(config) if config.lora else None
     if config.algorithm == "dpo":
         args = DPOConfig(
@@ -463,11 +562,11 @@ def _trainer(
             # Reference log-probs come from the starting model, computed once before the first
             # step (and again, identically, on resume): no second model in memory, and no
             # reload by name (an in-memory model has none).
-            precompute_ref_log_probs=True,
+            precompute_ref_log_probs=reference == "precompute",
         )
         return DPOTrainer(
             model=model,
-            ref_model=None,
+            ref_model=None if isinstance(reference, str) else reference,
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
