@@ -527,25 +527,29 @@ def test_the_terminal_summary_keeps_the_table_saturation_and_calibration() -> No
 def test_demo_is_the_smoke_grid_run_locally(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`,
-    and it ends with the report's summary and path."""
+    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`
+    with one torch thread per task, and it ends with the report's summary and path."""
+    import os
+
     import satk8s.orchestration.local_run as local_run
     from satk8s.cli.main import app
 
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    monkeypatch.setattr(os, "environ", environment)
     calls: list[tuple[Any, ...]] = []
     report = tmp_path / "store" / "steps" / "report" / "k" / "report.md"
     report.parent.mkdir(parents=True)
     report.write_text("# Results\n| base | 73.3 |\n## More metrics\n| long |\n")
 
     def fake_run_local(plan: Plan, store: str, workdir: Path, force: bool = False) -> Any:
-        calls.append((plan.grid, store, Path(workdir), force))
+        calls.append((plan.grid, store, Path(workdir), force, os.environ["OMP_NUM_THREADS"]))
         nodes = {n.id: {"cached": True, "seconds": 0.0, "out": ""} for n in plan.nodes}
         return local_run.LocalRun(workdir / "smoke.yaml", nodes, 1.5, report)
 
     monkeypatch.setattr(local_run, "run_local", fake_run_local)
     result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert calls == [("smoke", (tmp_path / "store").as_uri(), tmp_path / "kfp", False)]
+    assert calls == [("smoke", (tmp_path / "store").as_uri(), tmp_path / "kfp", False, "1")]
     lines = result.output.splitlines()
     assert lines[:2] == ["# Results", "| base | 73.3 |"] and "| long |" not in lines
     assert lines[-2:] == [f"report: {report}", f"report (HTML): {report.with_suffix('.html')}"]

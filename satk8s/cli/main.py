@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -116,6 +117,9 @@ def demo(
     force: bool = typer.Option(False, help="Recompute every step."),
 ) -> None:
     """The whole method on CPU with the tiny model: `satk8s run smoke --local` into WORKDIR."""
+    # One torch thread per task (the tasks inherit it), as `make demo`: as fast for the tiny
+    # model, and the numbers do not depend on the core count.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     run_local_grid("smoke", [], workdir / "store", workdir / "kfp", force=force)
 
 
