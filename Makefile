@@ -36,6 +36,7 @@ format: $(STAMP)
 
 # The first line says what runs and about how long it takes (satk8s prints it, from what the
 # store and the tiny-model cache already hold); creating .venv, when needed, comes first.
+# `satk8s demo` runs every task on one thread (SATK8S_THREADS=1 unless set).
 demo:
 	@$(MAKE) -q $(STAMP) 2>/dev/null || echo "make demo: installing the pinned stack into $(VENV) first (about 2 min), then the demo"
 	@$(MAKE) -s --no-print-directory $(STAMP)

@@ -21,7 +21,7 @@ GSM8K_FIXTURE = REPO / "tests" / "fixtures" / "gsm8k"
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    """The default tiny base model, trained once (a few minutes on 2 cores) and reused."""
+    """The default tiny base model: the checkpoint that ships with satk8s (no training)."""
     from satk8s.tiny.build import TinyBuildConfig, build_or_reuse
     from satk8s.tiny.cache import default_cache_root
 

@@ -18,7 +18,7 @@ from satk8s.grid import ROLES, Plan, expand, known_grids, load_grid, load_plan
 from satk8s.grid.expand import STAGED_MODEL, UPSTREAM_MODEL
 from satk8s.orchestration.addressed import resolve_config
 
-SMOKE_SIGNALS = ("entropy", "self_judge")
+SMOKE_SIGNALS = ("entropy", "self_judge", "random", "length")
 NON_SFT = ("best_of_n", "weighted_sft", "dpo")
 SMOKE_CELLS = ["sft-none"] + [f"{a}-{s}" for s in SMOKE_SIGNALS for a in NON_SFT]
 SMOKE_NODES = [
@@ -122,13 +122,14 @@ def test_smoke_grid_has_the_demo_settings(smoke: Plan) -> None:
     def plain(config: object) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(config)))  # type: ignore[arg-type]
 
-    # Smoke-sized sets: the pool mixes levels so some questions saturate and some do not.
+    # The tiny model's world: a pool of one-digit questions (saturated, three styles), one-digit
+    # questions outside it (nothing may break) and two-digit additions (where the style matters).
     # Levels set to 0 draw nothing, so these are the same questions.
     arith = smoke.node("prepare").config["arith"]
     expected = ArithTaskConfig(
-        train={"easy": 48, "medium": 24},
-        eval_id={"easy": 40, "medium": 20},
-        eval_hard={"hard": 60},
+        train={"easy": 120},
+        eval_id={"easy": 80},
+        eval_hard={"add2": 150},
     )
     assert make_splits(ArithTaskConfig(**arith)) == make_splits(expected)
     assert smoke.node("prepare").config["fewshot"] == 0
@@ -140,12 +141,10 @@ def test_smoke_grid_has_the_demo_settings(smoke: Plan) -> None:
         algorithm = cell.split("-")[0]
         train = smoke.node(f"train-{cell}-s0").config["train"]
         assert train["algorithm"] == algorithm
-        assert (train["max_steps"], train["per_device_batch_size"], train["max_length"]) == (
-            30,
-            16,
-            128,
-        )
-        assert train["learning_rate"] == (1e-4 if algorithm == "dpo" else 5e-4)
+        assert train["max_steps"] == -1
+        assert train["num_train_epochs"] == (6.0 if algorithm == "best_of_n" else 3.0)
+        assert (train["per_device_batch_size"], train["max_length"]) == (16, 128)
+        assert train["learning_rate"] == (5e-5 if algorithm == "dpo" else 2e-4)
         assert smoke.node(f"dataset-{cell}").config["algorithm"] == algorithm
         assert smoke.node(f"evaluate-{cell}-s0").config["eval"] == plain(
             EvalConfig(max_new_tokens=48, n_boot=1000)
@@ -225,8 +224,9 @@ def test_arith_three_seeds_shares_upstream_work(arith: Plan) -> None:
 
 def test_a_training_set_serves_every_seed() -> None:
     plan = load_plan("smoke", ["seeds=[0,1]"])
-    assert len(_ids(plan, "build_dataset")) == 7
-    assert len(_ids(plan, "train")) == 14
+    cells = 1 + 3 * len(SMOKE_SIGNALS)  # sft, then best-of-n, weighted SFT and DPO per signal
+    assert len(_ids(plan, "build_dataset")) == cells
+    assert len(_ids(plan, "train")) == 2 * cells
     assert plan.node("train-dpo-entropy-s1").inputs == {"dataset": ("dataset-dpo-entropy",)}
     assert plan.node("train-dpo-entropy-s1").config["train"]["seed"] == 1
     assert plan.node("evaluate-dpo-entropy-s1").config["seed"] == 1
@@ -390,14 +390,14 @@ def test_a_dict_override_replaces_the_levels_instead_of_merging() -> None:
     # medium is in PrepareConfig's default train dict: resolve_config would keep its 100.
     assert replaced.node("prepare").config["arith"]["train"] == {"easy": 4, "medium": 0}
     dotted = load_plan("smoke", ["task.prepare.arith.train.easy=4"])
-    assert dotted.node("prepare").config["arith"]["train"] == {"easy": 4, "medium": 24, "hard": 0}
+    assert dotted.node("prepare").config["arith"]["train"] == {"easy": 4, "add2": 0, "medium": 0}
 
 
 def test_a_dict_left_partial_counts_missing_keys_as_zero() -> None:
-    # resolve_config alone would merge {easy: 1.0} into the default mix and keep medium/hard.
+    # resolve_config alone would merge {easy: 1.0} into the default mix and keep add2.
     plan = load_plan("smoke", ["model.build.mix={easy:1.0}"])
-    assert plan.node("tiny").config["mix"] == {"easy": 1.0, "medium": 0.0, "hard": 0.0}
-    assert resolve_config("tiny", {"mix": {"easy": 1.0}})["mix"]["medium"] == 0.3
+    assert plan.node("tiny").config["mix"] == {"easy": 1.0, "add2": 0.0}
+    assert resolve_config("tiny", {"mix": {"easy": 1.0}})["mix"]["add2"] == 0.5
 
 
 # ----------------------------------------------------------------------------- errors

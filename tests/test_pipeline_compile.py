@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -529,12 +530,16 @@ def test_the_terminal_summary_keeps_the_table_saturation_and_calibration() -> No
 def test_demo_is_the_smoke_grid_run_locally(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`:
-    a first line saying what runs and about how long, one line per task, the report's summary,
-    the totals and the paths, well under 150 lines off a terminal."""
+    """`satk8s demo --workdir W` = `satk8s run smoke --local --store W/store --workdir W/kfp`
+    with one thread per task: a first line saying what runs and about how long, one line per
+    task, the report's summary, the totals and the paths, well under 150 lines off a terminal."""
+    import os
+
     import satk8s.orchestration.local_run as local_run
     from satk8s.cli.main import app
 
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    monkeypatch.setattr(os, "environ", environment)
     calls: list[tuple[Any, ...]] = []
     report = tmp_path / "store" / "steps" / "report" / "k" / "report.md"
     report.parent.mkdir(parents=True)
@@ -543,7 +548,8 @@ def test_demo_is_the_smoke_grid_run_locally(
     def fake_run_local(
         plan: Plan, store: str | None, workdir: Path, force: bool = False, progress: Any = None
     ) -> Any:
-        calls.append((plan.grid, plan.store_root, store, Path(workdir), force))
+        threads = os.environ["SATK8S_THREADS"]
+        calls.append((plan.grid, plan.store_root, store, Path(workdir), force, threads))
         nodes = {}
         for node in plan.nodes:
             progress.task_started(node.id, node.step)
@@ -554,14 +560,19 @@ def test_demo_is_the_smoke_grid_run_locally(
     monkeypatch.setattr(local_run, "run_local", fake_run_local)
     result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert calls == [("smoke", (tmp_path / "store").as_uri(), None, tmp_path / "kfp", False)]
+    store = (tmp_path / "store").as_uri()
+    assert calls == [("smoke", store, None, tmp_path / "kfp", False, "1")]
     lines = result.output.splitlines()
     assert len(lines) < 150
     n = len(_smoke_nodes())
+    from satk8s.grid import load_plan
+    from satk8s.steps import STEPS
+
+    steps = Counter(n.step for n in load_plan("smoke").nodes)
+    per_step = ", ".join(f"{steps[step]} {step}" for step in STEPS if steps[step])
     assert lines[0].startswith(
-        f"smoke: {n} tasks on CPU through kfp.local, one at a time (1 tiny, 1 prepare, "
-        "1 generate, 1 saturate, 6 signals, 1 calibrate, 7 build_dataset, 7 train, 8 evaluate, "
-        "1 report); 0 already in the store; about "
+        f"smoke: {n} tasks on CPU through kfp.local, one at a time ({per_step}); "
+        "0 already in the store; about "
     )
     assert " on 2 CPU cores" in lines[0]
     tasks = lines[1 : n + 1]

@@ -15,16 +15,18 @@ from satk8s.tasks.arith import solution_for
 from satk8s.tiny import TinyBuildConfig, build_or_reuse, build_tiny_model
 from satk8s.tiny import build as build_module
 from satk8s.tiny.build import (
+    SHIPPED,
     SUMMARY_FILE,
     code_fingerprint,
     config_hash,
-    is_correct,
     is_finished,
     lr_at,
-    measure_saturation,
+    recipe,
     sample_batch,
 )
+from satk8s.tiny.measure import measure_judge, measure_level
 from satk8s.tiny.tokenizer import build_tokenizer
+from satk8s.tiny.world import bare_value, solution, style_of
 
 # A smoke build: enough steps to exercise the loop, far too few to learn arithmetic.
 SHORT = TinyBuildConfig(steps=30, batch_size=16, warmup=5, measure_count=0)
@@ -32,14 +34,32 @@ SHORT = TinyBuildConfig(steps=30, batch_size=16, warmup=5, measure_count=0)
 
 def test_batch_labels_cover_exactly_the_completion_and_eos():
     tokenizer = build_tokenizer()
-    batch = sample_batch(random.Random(0), tokenizer, 8, {"easy": 1.0, "hard": 1.0})
+    styles = TinyBuildConfig().styles
+    batch = sample_batch(random.Random(0), tokenizer, 64, {"easy": 1.0, "add2": 1.0}, styles)
+    seen = set()
     for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
         text = tokenizer.decode(ids[labels != -100][:-1])
         prompt = tokenizer.decode(ids[labels == -100], skip_special_tokens=True)
         assert prompt.startswith("Question: ") and prompt.endswith("\nAnswer:")
         expression = prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
-        assert text == " " + solution_for(expression)
+        style = style_of(text)
+        seen.add(style)
+        if style == "filler":
+            assert text.endswith(f"\n#### {bare_value(expression)}")
+        else:
+            assert text == " " + solution(expression, style, random.Random())
         assert labels[labels != -100][-1] == tokenizer.eos_token_id
+    assert seen == {"shown", "bare", "filler"}
+
+
+def test_a_level_without_style_shares_is_written_as_shown_work():
+    tokenizer = build_tokenizer()
+    batch = sample_batch(random.Random(0), tokenizer, 8, {"hard": 1.0})
+    for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        prompt = tokenizer.decode(ids[labels == -100], skip_special_tokens=True)
+        expression = prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
+        text = tokenizer.decode(ids[labels != -100][:-1])
+        assert text == " Work:\n" + solution_for(expression)
 
 
 def test_learning_rate_warms_up_then_decays_linearly_to_zero():
@@ -59,18 +79,17 @@ def test_learning_rate_warms_up_then_decays_linearly_to_zero():
         ({"steps": 0}, "steps"),
         ({"lr": 0.0}, "lr"),
         ({"easy_warmup_fraction": 1.5}, "easy_warmup_fraction"),
+        ({"styles": {"expert": {"shown": 1.0}}}, "styles"),
+        ({"styles": {"easy": {"terse": 1.0}}}, "styles.easy"),
+        ({"styles": {"easy": {"shown": 0.0}}}, "styles.easy"),
+        ({"judge_every": -1}, "judge_every"),
+        ({"judge_batch_size": 0}, "judge_batch_size"),
     ],
 )
 def test_invalid_build_config_names_the_field(kwargs, field):
     with pytest.raises(ConfigError) as info:
         TinyBuildConfig(**kwargs)
     assert info.value.field == field
-
-
-def test_correctness_is_exact_match_of_the_final_number():
-    assert is_correct(" 3-8=-5\n#### -5", "-5")
-    assert not is_correct(" 3-8=-5\n#### 5", "-5")
-    assert not is_correct(" 3-8=-5", "-5")
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +128,23 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(short_build
     assert not all(torch.equal(first[name], other[name]) for name in first)
 
 
-def test_measure_saturation_reports_fractions(short_build):
+def test_measure_level_reports_fractions_and_styles(short_build):
     out, _ = short_build
-    result = measure_saturation(out, "easy", count=4, samples=2, seed=0)
+    result = measure_level(out, "easy", count=4, samples=2, seed=0)
     assert result["count"] == 4 and result["samples"] == 2
     for key in ("greedy_accuracy", "all_samples_correct", "sample_accuracy"):
         assert 0.0 <= result[key] <= 1.0
     assert result["all_samples_correct"] <= result["sample_accuracy"]
+    assert sum(result["greedy_styles"].values()) == pytest.approx(1.0)
+    assert sum(result["sampled_styles"].values()) == pytest.approx(1.0)
+
+
+def test_measure_judge_reads_label_mass_and_position_bias(short_build):
+    out, _ = short_build
+    result = measure_judge(out, count=3, samples=2)
+    if result["pairs"]:  # a 30-step model may write the same text twice
+        assert 0.0 <= result["label_mass"] <= 1.0
+        assert 0.0 <= result["position_bias"] <= 1.0
 
 
 def test_a_failed_build_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
@@ -170,6 +199,32 @@ def f(x):
     assert code_fingerprint(source.replace("2 * x", "3 * x")) != code_fingerprint(source)
     # A string constant that is code, not a docstring, still counts.
     assert code_fingerprint('x = "a"\n') != code_fingerprint('x = "b"\n')
+
+
+def test_the_default_recipe_is_the_shipped_checkpoint_without_training(tmp_path, monkeypatch):
+    def no_build(*args, **kwargs):
+        raise AssertionError("trained although the recipe ships")
+
+    monkeypatch.setattr(build_module, "build_tiny_model", no_build)
+    assert build_or_reuse(tmp_path, TinyBuildConfig()) == SHIPPED
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_false_trains_the_default_recipe_here(tmp_path, monkeypatch):
+    built = []
+
+    def fake_build(out_dir, config, progress=True):
+        built.append(config)
+        out_dir.mkdir(parents=True)
+        (out_dir / SUMMARY_FILE).write_text("{}")
+
+    monkeypatch.setattr(build_module, "build_tiny_model", fake_build)
+    config = TinyBuildConfig(shipped=False)
+    target = build_or_reuse(tmp_path, config)
+    assert target != SHIPPED and built == [config]
+    # `shipped` says where the weights come from, not how they are trained.
+    assert recipe(config) == recipe(TinyBuildConfig())
+    assert config_hash(config) == config_hash(TinyBuildConfig())
 
 
 def test_build_or_reuse_replaces_an_unfinished_directory(tmp_path, monkeypatch):

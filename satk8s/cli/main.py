@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -135,6 +136,9 @@ def demo(
     force: bool = typer.Option(False, help="Recompute every step."),
 ) -> None:
     """The whole method on CPU with the tiny model: `satk8s run smoke --local` into WORKDIR."""
+    # One thread per task (the tasks inherit it; `satk8s.threads`) even where a CPU quota would
+    # allow more: as fast for the tiny model, and the numbers do not depend on the core count.
+    os.environ.setdefault("SATK8S_THREADS", "1")
     run_local_grid("smoke", [], workdir / "store", workdir / "kfp", force=force)
 
 

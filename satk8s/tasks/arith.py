@@ -63,10 +63,13 @@ class ArithLevel:
         return (10**self.digits) ** self.operands * ops ** (self.operands - 1)
 
 
+# easy, medium and hard are the paper-sized task's levels; add2 (two-digit additions) is where
+# the tiny model's world plants its quality dimension (satk8s/tiny/world.py).
 LEVELS: dict[str, ArithLevel] = {
     "easy": ArithLevel(operands=2, digits=1, operators="+-"),
     "medium": ArithLevel(operands=2, digits=2, operators="+-"),
     "hard": ArithLevel(operands=3, digits=1, operators="+-*"),
+    "add2": ArithLevel(operands=2, digits=2, operators="+"),
 }
 
 
@@ -160,22 +163,6 @@ def solution_for(expression: str) -> str:
     steps = steps_for(expression)
     lines = [f"{a}{op}{b}={c}" for a, op, b, c in steps]
     lines.append(f"#### {steps[-1][3]}")
-    return "\n".join(lines)
-
-
-def checked_solution_for(expression: str) -> str:
-    """The reference solution with one more, redundant line before the answer that checks the
-    last +/- step by its inverse (`7-4=3` after `3+4=7`). Equally correct and longer: it gives
-    the tiny model two styles of correct solution, so its saturated samples differ in quality
-    (the oracle prefers more correct steps, so a right check line wins and a wrong one
-    loses)."""
-    steps = steps_for(expression)
-    a, op, b, c = steps[-1]
-    if op == "*":
-        return solution_for(expression)
-    inverse = "-" if op == "+" else "+"
-    lines = [f"{x}{o}{y}={z}" for x, o, y, z in steps]
-    lines += [f"{c}{inverse}{b}={a}", f"#### {c}"]
     return "\n".join(lines)
 
 

@@ -3,14 +3,20 @@
 No machine here can download weights, so satk8s makes its own base model. The recipe, in one
 readable loop (nanoGPT style):
 
-1. draw a batch of random `arith` expressions (easy only at first, then the level mix);
+1. draw a batch of random `arith` expressions (easy only at first, then the level mix), each
+   solution in a style drawn from its level's shares (`world`: shown work, bare answer, filler);
 2. each example is `format_prompt(question) + " " + solution + eos`, loss on the completion only;
-3. AdamW, linear warm-up then linear decay to zero;
-4. save with `save_pretrained` (model + tokenizer) so `AutoModelForCausalLM.from_pretrained`
-   loads it like any hub checkpoint, then measure saturation and write `tiny_build.json` last.
+3. after the easy-only phase, every `judge_every` steps a batch of judge prompts (the
+   self-judge's template on two solutions) adds a loss on the verdict label (`judge_loss`);
+4. AdamW, linear warm-up then linear decay to zero;
+5. save with `save_pretrained` (model + tokenizer) so `AutoModelForCausalLM.from_pretrained`
+   loads it like any hub checkpoint, then measure it (`measure`) and write `tiny_build.json` last.
 
-The result is saturated on easy questions (every sample at temperature 1.0 correct) and clearly
-not on harder ones, so every step of the method has real work to do.
+The default recipe's build ships with satk8s (`SHIPPED`, built once on the CI machine): float
+results of a training run differ between CPUs (instruction sets change the order of
+floating-point sums, and 1,800 steps amplify the last bits), so a model built here is not the
+same model elsewhere; the shipped weights are. `build_or_reuse` returns the shipped checkpoint
+for the default recipe and builds (and caches) any other.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -33,12 +38,14 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from satk8s.signals.pairwise import JudgeTemplate, check_single_token_labels
 from satk8s.tasks import arith, base
-from satk8s.tasks.arith import LEVELS, ArithLevel
+from satk8s.tasks.arith import LEVELS
 from satk8s.tasks.base import format_prompt
 from satk8s.tiny import config as config_module
+from satk8s.tiny import measure, world
 from satk8s.tiny import model as model_module
 from satk8s.tiny import tokenizer as tokenizer_module
 from satk8s.tiny.config import TinyBuildConfig
@@ -48,10 +55,11 @@ from satk8s.tiny.tokenizer import build_tokenizer
 SUMMARY_FILE = "tiny_build.json"
 # Everything that shapes the weights: a change to any of these files invalidates cached builds.
 SOURCE_FILES = [Path(__file__)] + [
-    Path(m.__file__) for m in (config_module, model_module, tokenizer_module, arith, base)
+    Path(m.__file__) for m in (config_module, model_module, tokenizer_module, world, arith, base)
 ]
 
-_FINAL_ANSWER = re.compile(r"####\s*(-?\d+)")
+SHIPPED = Path(__file__).parent / "checkpoint"
+"""The default recipe's checkpoint, shipped as package data (about 0.6 MB)."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -62,21 +70,26 @@ def training_text(question: str, solution: str) -> tuple[str, str]:
     return format_prompt(question), " " + solution
 
 
+def _level_styles(config_styles: dict[str, dict[str, float]], level: str) -> dict[str, float]:
+    return config_styles.get(level) or {"shown": 1.0}
+
+
 def sample_batch(
     rng: random.Random,
     tokenizer: PreTrainedTokenizerBase,
     size: int,
     mix: dict[str, float],
-    check_fraction: float = 0.0,
+    styles: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A right-padded batch of random questions with labels on the completion only."""
+    """A right-padded batch of random questions with labels on the completion only; each
+    solution is written in a style drawn from its level's shares (`world.solution`)."""
+    styles = styles or {}
     names = rng.choices(list(mix), weights=list(mix.values()), k=size)
-    expressions = [arith.random_expression(LEVELS[name], rng) for name in names]
-    styles = [rng.random() < check_fraction for _ in expressions]
-    texts = [
-        training_text(e, arith.checked_solution_for(e) if checked else arith.solution_for(e))
-        for e, checked in zip(expressions, styles, strict=True)
-    ]
+    texts = []
+    for name in names:
+        expression = arith.random_expression(LEVELS[name], rng)
+        style = world.draw_style(_level_styles(styles, name), rng)
+        texts.append(training_text(expression, world.solution(expression, style, rng)))
     # One batched tokenizer call per side: per-example calls cost more than the model step.
     prompts = tokenizer([p for p, _ in texts])["input_ids"]
     completions = tokenizer([c for _, c in texts])["input_ids"]
@@ -85,12 +98,60 @@ def sample_batch(
         completion_ids = completion_ids + [tokenizer.eos_token_id]
         rows.append(prompt_ids + completion_ids)
         labels.append([-100] * len(prompt_ids) + completion_ids)
-    width = max(len(r) for r in rows)
+    return {"input_ids": _right_pad(rows, tokenizer.pad_token_id), "labels": _right_pad(labels)}
+
+
+def _right_pad(rows: list[list[int]], pad: int = -100) -> torch.Tensor:
     # Right padding and no attention mask: under causal attention a real token never sees the
     # pads after it, so the mask is redundant and SDPA can take its fast causal path.
-    input_ids = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]
-    labels = [lab + [-100] * (width - len(lab)) for lab in labels]
-    return {"input_ids": torch.tensor(input_ids), "labels": torch.tensor(labels)}
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+
+
+def judge_batch(
+    rng: random.Random,
+    tokenizer: PreTrainedTokenizerBase,
+    size: int,
+    mix: dict[str, float],
+    styles: dict[str, dict[str, float]],
+    template: JudgeTemplate,
+) -> dict[str, torch.Tensor]:
+    """Judge prompts (the self-judge's own template) on pairs of solutions drawn from the build's
+    levels and styles, with the target P(first is better) from `world.preference`.
+
+    Returns input_ids (right-padded), `last` (each row's last prompt position, where the label
+    is predicted), `target` (P(first)) and `labels` (the two label token ids)."""
+    tokens = check_single_token_labels(tokenizer, template.template, template.labels)
+    prompts, targets = [], []
+    names = rng.choices(list(mix), weights=list(mix.values()), k=size)
+    for name in names:
+        expression = arith.random_expression(LEVELS[name], rng)
+        shares = _level_styles(styles, name)
+        first, second = (world.candidate(expression, shares, rng) for _ in range(2))
+        rendered = template.template.format(
+            question=expression, first=" " + first.text, second=" " + second.text
+        )
+        prompts.append(tokens.prompt(rendered))
+        targets.append(world.preference(first, second))
+    ids = tokenizer(prompts)["input_ids"]
+    return {
+        "input_ids": _right_pad(ids, tokenizer.pad_token_id),
+        "last": torch.tensor([len(row) - 1 for row in ids]),
+        "target": torch.tensor(targets),
+        "labels": torch.tensor(tokens.ids),
+    }
+
+
+def judge_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of the next token at the end of each judge prompt against the soft target
+    (P(first) on the first label, the rest on the second): it puts the probability mass on the
+    two labels and their ratio at the target."""
+    logits = model(input_ids=batch["input_ids"]).logits
+    rows = torch.arange(logits.shape[0])
+    logprobs = torch.log_softmax(logits[rows, batch["last"]].float(), dim=-1)
+    first, second = logprobs[:, batch["labels"][0]], logprobs[:, batch["labels"][1]]
+    target = batch["target"]
+    return -(target * first + (1 - target) * second).mean()
 
 
 def lr_at(step: int, config: TinyBuildConfig) -> float:
@@ -129,16 +190,22 @@ def train(
         model.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0.0
     )
     rng = random.Random(config.seed)
+    template = JudgeTemplate()
     easy_steps = round(config.easy_warmup_fraction * config.steps)
     log_every = max(1, config.steps // 10)
     smoothed = math.nan
     start = time.perf_counter()
     for step in range(config.steps):
         mix = {"easy": 1.0} if step < easy_steps else config.mix
-        batch = sample_batch(rng, tokenizer, config.batch_size, mix, config.check_fraction)
+        batch = sample_batch(rng, tokenizer, config.batch_size, mix, config.styles)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         loss = model(**batch).loss
+        if config.judge_every and step >= easy_steps and step % config.judge_every == 0:
+            judged = judge_batch(
+                rng, tokenizer, config.judge_batch_size, config.mix, config.styles, template
+            )
+            loss = loss + judge_loss(model, judged)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,7 +260,8 @@ def build_tiny_model(
             _save(model, tokenizer, partial)
             build_seconds = time.perf_counter() - start
             summary = {
-                "config": asdict(config),
+                "config": recipe(config),
+                "recipe_fingerprint": recipe_fingerprint(config),
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "final_loss": round(final_loss, 5),
                 "build_seconds": round(build_seconds, 1),
@@ -204,13 +272,9 @@ def build_tiny_model(
             }
             if config.measure_count:
                 start = time.perf_counter()
-                summary["saturation"] = {
-                    name: measure_saturation(
-                        partial, level, config.measure_count, seed=0, threads=config.threads
-                    )
-                    for name, level in LEVELS.items()
-                }
+                summary["measured"] = measure_build(partial, config)
                 summary["measure_seconds"] = round(time.perf_counter() - start, 1)
+                summary["missed_targets"] = measure.missed_targets(summary)
         _write_summary(partial, summary)
         os.replace(partial, out_dir)
     finally:
@@ -218,16 +282,44 @@ def build_tiny_model(
     return {**summary, "out_dir": str(out_dir)}
 
 
+def measure_build(model_dir: Path, config: TinyBuildConfig) -> dict:
+    """Every level of the mix (`measure.measure_level`) and the judge (`measure.measure_judge`),
+    on `config.measure_count` questions each, seed 0."""
+    with _torch_settings(config.threads):
+        measured = {
+            name: measure.measure_level(model_dir, name, config.measure_count)
+            for name in config.mix
+        }
+        measured["judge"] = measure.measure_judge(model_dir, config.measure_count)
+    return measured
+
+
 def _write_summary(model_dir: Path, summary: dict) -> None:
     (model_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def config_hash(config: TinyBuildConfig) -> str:
-    """Content hash of the config, the builder's source files and the torch/transformers versions."""
+def recipe(config: TinyBuildConfig) -> dict:
+    """The config fields that shape the weights (everything but `shipped`), as plain data."""
+    fields = asdict(config)
+    fields.pop("shipped")
+    return fields
+
+
+def recipe_fingerprint(config: TinyBuildConfig) -> str:
+    """Hash of the recipe, the judge template it trains and the builder's source files: equal
+    fingerprints mean the same training run (up to the floating-point behaviour of the CPU)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(json.dumps(recipe(config), sort_keys=True).encode())
+    template = JudgeTemplate()
+    digest.update(json.dumps([template.template, list(template.labels)]).encode())
     for path in SOURCE_FILES:
         digest.update(code_fingerprint(path.read_text()).encode())
+    return digest.hexdigest()[:16]
+
+
+def config_hash(config: TinyBuildConfig) -> str:
+    """The build cache key: the recipe fingerprint and the torch/transformers versions."""
+    digest = hashlib.sha256(recipe_fingerprint(config).encode())
     digest.update(f"{torch.__version__} {transformers.__version__}".encode())
     return digest.hexdigest()[:16]
 
@@ -249,8 +341,20 @@ def code_fingerprint(source: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
+def shipped_for(config: TinyBuildConfig) -> Path | None:
+    """The shipped checkpoint if `config` asks for it (`shipped`) and is its recipe, else None."""
+    if not config.shipped or not is_finished(SHIPPED):
+        return None
+    recorded = json.loads((SHIPPED / SUMMARY_FILE).read_text())
+    return SHIPPED if recorded["config"] == recipe(config) else None
+
+
 def build_or_reuse(cache_root: str | Path, config: TinyBuildConfig = TinyBuildConfig()) -> Path:
-    """`cache_root/<hash>`: a finished build of `config`, built now only if not already there."""
+    """The shipped checkpoint for its recipe (`shipped_for`); otherwise `cache_root/<hash>`, a
+    finished build of `config`, built now only if not already there."""
+    shipped = shipped_for(config)
+    if shipped is not None:
+        return shipped
     target = Path(cache_root) / config_hash(config)
     if is_finished(target):
         return target
@@ -263,78 +367,3 @@ def build_or_reuse(cache_root: str | Path, config: TinyBuildConfig = TinyBuildCo
         if not is_finished(target):
             raise
     return target
-
-
-# ----------------------------------------------------------------------------- measuring
-
-
-def is_correct(completion: str, answer: str) -> bool:
-    """Exact match of the first `#### N` integer with the gold answer."""
-    match = _FINAL_ANSWER.search(completion)
-    return match is not None and int(match.group(1)) == int(answer)
-
-
-def measure_saturation(
-    model_dir: str | Path,
-    level: ArithLevel | str,
-    count: int,
-    samples: int = 8,
-    seed: int = 0,
-    threads: int = 1,
-) -> dict:
-    """Greedy accuracy and the share of questions with all `samples` samples correct.
-
-    Samples are drawn at temperature 1.0 with top_k=0 (true sampling) through `model.generate`,
-    zero-shot, stopping at eos, on `count` seeded questions of `level`. Runs on `threads` torch
-    threads (see `TinyBuildConfig.threads` for why one is the default).
-    """
-    with _torch_settings(threads):
-        return _measure(Path(model_dir), level, count, samples, seed)
-
-
-@torch.no_grad()
-def _measure(model_dir: Path, level: ArithLevel | str, count: int, samples: int, seed: int) -> dict:
-    level = LEVELS[level] if isinstance(level, str) else level
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    questions = arith.generate_questions(
-        level, count, seed=arith.derive_seed(seed, "measure"), prefix="measure"
-    )
-    inputs = tokenizer(
-        [format_prompt(q.question) for q in questions], return_tensors="pt", padding=True
-    )
-    # Room for the longest reference completion, a check line and some slack.
-    max_new = max(len(q.solution) for q in questions) + 16
-    common = {
-        "max_new_tokens": max_new,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    greedy = model.generate(**inputs, do_sample=False, **common)
-    torch.manual_seed(seed)
-    sampled = model.generate(
-        **inputs,
-        do_sample=True,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        num_return_sequences=samples,
-        **common,
-    )
-    width = inputs["input_ids"].shape[1]
-    greedy_text = tokenizer.batch_decode(greedy[:, width:], skip_special_tokens=True)
-    sampled_text = tokenizer.batch_decode(sampled[:, width:], skip_special_tokens=True)
-    greedy_ok = [is_correct(t, q.answer) for t, q in zip(greedy_text, questions, strict=True)]
-    # num_return_sequences repeats each prompt `samples` times in a row.
-    sample_ok = [
-        [is_correct(t, q.answer) for t in sampled_text[i * samples : (i + 1) * samples]]
-        for i, q in enumerate(questions)
-    ]
-    return {
-        "level": asdict(level),
-        "count": count,
-        "samples": samples,
-        "greedy_accuracy": sum(greedy_ok) / count,
-        "all_samples_correct": sum(all(ok) for ok in sample_ok) / count,
-        "sample_accuracy": sum(sum(ok) for ok in sample_ok) / (count * samples),
-    }
